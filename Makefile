@@ -1,0 +1,49 @@
+# The two commands a newcomer needs:  `make demo`  and  `make test`.
+# Both build the project virtualenv (.venv) from pinned versions first; nothing else is assumed
+# beyond Python 3.11, pip and make.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint types unit integration e2e docs bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "pip==25.3"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+demo: venv
+	$(BIN)/python -m vexora_provider.demo
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest tests/unit -q
+
+integration: venv
+	$(BIN)/pytest tests/integration -q -m "integration and not e2e"
+
+e2e: venv
+	$(BIN)/pytest tests/integration -q -m e2e
+
+docs: venv
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
+
+test: lint types docs
+	$(BIN)/pytest -q
+
+bench: venv
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .airflow .demo site .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,55 @@
+"""Test-wide setup: an isolated Airflow home, and the real servers' DSNs from the environment.
+
+Unit tests need no Airflow metadata database. Integration tests read their servers from
+``VEXORA_TEST_POSTGRES_DSN`` and ``VEXORA_TEST_MYSQL_DSN`` (defaults: the loopback servers our
+machines run). Where a server does not answer, its tests are skipped, unless
+``VEXORA_REQUIRE_SERVICES=1`` (set by ``.ci/run``) turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from urllib.parse import urlsplit
+
+import pytest
+
+# Before anything imports airflow: never touch the developer's own ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="vexora-test-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+
+DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_MYSQL_DSN = "mysql://root@127.0.0.1:3306/test"
+
+
+def _answers(dsn: str) -> bool:
+    parts = urlsplit(dsn)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _service_dsn(variable: str, default: str, name: str) -> str:
+    dsn = os.environ.get(variable, default)
+    if not _answers(dsn):
+        message = f"{name} does not answer at {dsn} (set {variable})"
+        if os.environ.get("VEXORA_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return dsn
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    """DSN of a real PostgreSQL server (trust auth), from ``VEXORA_TEST_POSTGRES_DSN``."""
+    return _service_dsn("VEXORA_TEST_POSTGRES_DSN", DEFAULT_POSTGRES_DSN, "PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def mysql_dsn() -> str:
+    """DSN of a real MariaDB/MySQL server, from ``VEXORA_TEST_MYSQL_DSN``."""
+    return _service_dsn("VEXORA_TEST_MYSQL_DSN", DEFAULT_MYSQL_DSN, "MariaDB")

@@ -1,0 +1,92 @@
+"""Provider metadata read by Airflow's ProvidersManager through the entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["get_provider_info"]
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider description: modules, and the declarative ``vexora`` connection form."""
+    return {
+        "package-name": "airflow-provider-vexora",
+        "name": "Vexora",
+        "description": "Vexora payment gateway: payout status hook, sensor, trigger and warehouse sync.",
+        "integrations": [
+            {
+                "integration-name": "Vexora",
+                "external-doc-url": "https://github.com/vexora/airflow-provider-vexora/tree/main/docs",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": "Vexora", "python-modules": ["vexora_provider.hooks.vexora"]}],
+        "sensors": [
+            {"integration-name": "Vexora", "python-modules": ["vexora_provider.sensors.payout_status"]}
+        ],
+        "triggers": [
+            {"integration-name": "Vexora", "python-modules": ["vexora_provider.triggers.payout_status"]}
+        ],
+        "operators": [
+            {"integration-name": "Vexora", "python-modules": ["vexora_provider.operators.payout_status"]}
+        ],
+        "connection-types": [
+            {
+                "connection-type": "vexora",
+                "hook-class-name": "vexora_provider.hooks.vexora.VexoraHook",
+                "hook-name": "Vexora",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port"],
+                    "relabeling": {
+                        "host": "Base URL (with region path)",
+                        "login": "Merchant number",
+                        "password": "App secret",
+                    },
+                    "placeholders": {
+                        "host": "https://sandbox-api.vexora.com/nigeria",
+                        "login": "3060414594",
+                        "password": "app secret issued by Vexora",
+                    },
+                },
+                "conn-fields": {
+                    "connect_timeout": {
+                        "label": "Connect timeout (s)",
+                        "description": "Seconds to wait for a TCP/TLS connection. Default 5.",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                    "read_timeout": {
+                        "label": "Read timeout (s)",
+                        "description": "Seconds to wait for a response. Default 10.",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                    "max_attempts": {
+                        "label": "Max attempts",
+                        "description": "Total tries of one call, including the first. Default 4.",
+                        "schema": {"type": ["integer", "null"], "minimum": 1},
+                    },
+                    "requests_per_second": {
+                        "label": "Requests per second",
+                        "description": "Client-side rate limit for this connection. Empty: unlimited.",
+                        "schema": {"type": ["number", "null"], "minimum": 0},
+                    },
+                    "timezone": {
+                        "label": "Region timezone",
+                        "description": "IANA name of the region's local time, used for successTime. "
+                        "Empty: inferred from the region path of the base URL.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "status_map": {
+                        "label": "Status map",
+                        "description": "JSON object of status code to state, merged over the defaults, "
+                        'e.g. {"0099": "failed"}.',
+                        "schema": {"type": ["object", "null"], "format": "json"},
+                    },
+                    "allow_insecure_http": {
+                        "label": "Allow plain http",
+                        "description": "Permit an http:// base URL on a non-loopback host.",
+                        "schema": {"type": ["boolean", "null"]},
+                    },
+                },
+            }
+        ],
+    }

@@ -1,0 +1,322 @@
+"""Payout states, typed results, and parsing of Vexora's response envelope.
+
+Classification of status codes lives here and only here: the hook, trigger, sensor and operator
+all call :meth:`StatusMap.classify`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from vexora_provider.exceptions import VexoraConfigError, VexoraError, VexoraResponseFormatError
+
+__all__ = [
+    "DEFAULT_STATUS_MAP",
+    "TERMINAL_STATES",
+    "Balance",
+    "Envelope",
+    "PayoutQueryError",
+    "PayoutState",
+    "PayoutStatus",
+    "StatusMap",
+    "decode_envelope",
+    "dumps_exact",
+    "parse_balance",
+    "parse_payout_status",
+]
+
+SUCCESS_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class PayoutState(StrEnum):
+    """What a payout status code means to us; the values are the lowercase words."""
+
+    PENDING = "pending"
+    SUCCESS = "success"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the gateway will not change this payout any more."""
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES: frozenset[PayoutState] = frozenset(
+    {PayoutState.SUCCESS, PayoutState.PARTIAL, PayoutState.FAILED}
+)
+
+DEFAULT_STATUS_MAP: Mapping[str, PayoutState] = {
+    "0000": PayoutState.SUCCESS,
+    "0001": PayoutState.PARTIAL,
+    "0015": PayoutState.PENDING,
+    "00029": PayoutState.FAILED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StatusMap:
+    """
+    Maps ``data.status`` codes to states; an undocumented code is ``unknown``, never a guess.
+
+    :param codes: code → state; build with :meth:`with_overrides` to start from the defaults.
+    """
+
+    codes: Mapping[str, PayoutState] = field(default_factory=lambda: dict(DEFAULT_STATUS_MAP))
+
+    @classmethod
+    def with_overrides(cls, overrides: Mapping[str, object] | None = None) -> StatusMap:
+        """Return the default map with ``overrides`` (code → state name) merged over it."""
+        codes = dict(DEFAULT_STATUS_MAP)
+        for code, state in (overrides or {}).items():
+            try:
+                codes[str(code)] = PayoutState(str(state).lower())
+            except ValueError:
+                allowed = ", ".join(s.value for s in PayoutState)
+                raise VexoraConfigError(
+                    f"status_map maps {code!r} to {state!r}; a state must be one of {allowed}"
+                ) from None
+        return cls(codes)
+
+    def classify(self, code: str) -> PayoutState:
+        """Return the state for a status code."""
+        return self.codes.get(code, PayoutState.UNKNOWN)
+
+    def overrides(self) -> dict[str, str]:
+        """Return the entries that differ from the defaults, as plain JSON data."""
+        return {c: s.value for c, s in self.codes.items() if DEFAULT_STATUS_MAP.get(c) != s}
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutStatus:
+    """
+    One payout as the gateway reported it.
+
+    :param trade_no: the merchant's trade number.
+    :param platform_trade_no: Vexora's id, for reconciliation.
+    :param status_code: ``data.status`` exactly as sent.
+    :param state: the classified state.
+    :param message: the gateway's ``data.message``.
+    :param amount: actual amount (regions that send ``amount``).
+    :param order_amount: ordered amount (regions that send ``orderAmount``).
+    :param pay_amount: disbursed amount (regions that send ``payAmount``).
+    :param success_time: aware datetime in the region's timezone, ``None`` when unknown.
+    :param raw: the ``data`` object as received (numbers as :class:`~decimal.Decimal`).
+    """
+
+    trade_no: str
+    platform_trade_no: str | None
+    status_code: str
+    state: PayoutState
+    message: str | None
+    amount: Decimal | None
+    order_amount: Decimal | None
+    pay_amount: Decimal | None
+    success_time: datetime | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the gateway will not change this payout any more."""
+        return self.state.is_terminal
+
+    def to_dict(self) -> dict[str, str | None]:
+        """Return plain JSON data (amounts as strings, time as ISO 8601) for XCom and events."""
+        return {
+            "trade_no": self.trade_no,
+            "platform_trade_no": self.platform_trade_no,
+            "state": self.state.value,
+            "status_code": self.status_code,
+            "message": self.message,
+            "amount": _text(self.amount),
+            "order_amount": _text(self.order_amount),
+            "pay_amount": _text(self.pay_amount),
+            "success_time": self.success_time.isoformat() if self.success_time else None,
+        }
+
+    def raw_json(self) -> str:
+        """Return ``raw`` as JSON text with every number written exactly as received."""
+        return dumps_exact(self.raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """
+    The merchant's balance from ``queryBalance`` (no currency: the gateway sends none).
+
+    :param available_amount: money available for payouts.
+    :param freeze_amount: money frozen.
+    :param unsettled_amount: money not yet settled.
+    :param raw: the ``data`` object as received.
+    """
+
+    available_amount: Decimal | None
+    freeze_amount: Decimal | None
+    unsettled_amount: Decimal | None
+    raw: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutQueryError:
+    """
+    A trade whose status could not be fetched; the payout itself may be fine.
+
+    :param trade_no: the trade number asked for.
+    :param error: the typed error of the last attempt.
+    """
+
+    trade_no: str
+    error: VexoraError
+
+    @property
+    def error_type(self) -> str:
+        """The error's class name, e.g. ``VexoraTransportError``."""
+        return type(self.error).__name__
+
+    @property
+    def attempts(self) -> int:
+        """How many requests were sent for this trade."""
+        return self.error.attempts
+
+    @property
+    def message(self) -> str:
+        """The error's message (never contains the secret)."""
+        return str(self.error)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """
+    The request-level part of an answer.
+
+    :param code: request-level ``code`` (``0000`` means the request worked).
+    :param msg: request-level ``msg``.
+    :param data: the ``data`` member, or ``None``.
+    """
+
+    code: str
+    msg: str
+    data: Any
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _reject_constant(name: str) -> object:
+    # NaN and Infinity are not JSON and would arrive as floats: refuse them like any bad body.
+    raise ValueError(name)
+
+
+def decode_envelope(content: bytes, *, trade_no: str | None = None) -> Envelope:
+    """Decode a response body; numbers become ``Decimal``/``int``, never ``float``."""
+    try:
+        body = json.loads(content, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise VexoraResponseFormatError(
+            f"body is not JSON ({len(content)} bytes)", trade_no=trade_no
+        ) from None
+    if not isinstance(body, dict) or "code" not in body:
+        raise VexoraResponseFormatError("body has no request-level 'code'", trade_no=trade_no)
+    code, msg = body["code"], body.get("msg")
+    if not isinstance(code, str | int) or isinstance(code, bool):
+        raise VexoraResponseFormatError(f"'code' is a {type(code).__name__}", trade_no=trade_no)
+    return Envelope(code=str(code), msg=msg if isinstance(msg, str) else "", data=body.get("data"))
+
+
+def parse_amount(value: object, name: str, *, trade_no: str | None = None) -> Decimal | None:
+    """Parse an amount sent as a JSON string or number; ``None``/``""`` mean not sent."""
+    if value is None or value == "":
+        return None
+    amount: Decimal | None = None
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        amount = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            amount = Decimal(value.strip())
+        except InvalidOperation:
+            amount = None
+    if amount is None or not amount.is_finite():
+        raise VexoraResponseFormatError(f"{name} is not an amount: {value!r}", trade_no=trade_no)
+    return amount
+
+
+def parse_success_time(value: object, tz: ZoneInfo | None, *, trade_no: str | None = None) -> datetime | None:
+    """Parse ``successTime`` (region local time, no offset); ``None`` when absent or zone unknown."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise VexoraResponseFormatError(f"successTime is not a string: {value!r}", trade_no=trade_no)
+    try:
+        naive = datetime.strptime(value.strip(), SUCCESS_TIME_FORMAT)
+    except ValueError:
+        raise VexoraResponseFormatError(
+            f"successTime {value!r} is not yyyy-MM-dd HH:mm:ss", trade_no=trade_no
+        ) from None
+    return None if tz is None else naive.replace(tzinfo=tz)
+
+
+def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return None if value is None else str(value)
+
+
+def parse_payout_status(
+    data: object, *, trade_no: str, status_map: StatusMap, tz: ZoneInfo | None
+) -> PayoutStatus:
+    """Build a :class:`PayoutStatus` from ``data``, accepting every regional variant."""
+    if not isinstance(data, dict):
+        raise VexoraResponseFormatError("'data' is not an object", trade_no=trade_no)
+    status = data.get("status")
+    if status is None or status == "" or isinstance(status, bool | dict | list):
+        raise VexoraResponseFormatError("data.status is missing", trade_no=trade_no)
+    answered_for = data.get("tradeNo")
+    if answered_for not in (None, "") and str(answered_for) != trade_no:
+        raise VexoraResponseFormatError(f"answer is for another trade ({answered_for!r})", trade_no=trade_no)
+    code = str(status)
+    return PayoutStatus(
+        trade_no=trade_no,
+        platform_trade_no=_optional_str(data, "platFormTradeNo"),
+        status_code=code,
+        state=status_map.classify(code),
+        message=_optional_str(data, "message"),
+        amount=parse_amount(data.get("amount"), "amount", trade_no=trade_no),
+        order_amount=parse_amount(data.get("orderAmount"), "orderAmount", trade_no=trade_no),
+        pay_amount=parse_amount(data.get("payAmount"), "payAmount", trade_no=trade_no),
+        success_time=parse_success_time(data.get("successTime"), tz, trade_no=trade_no),
+        raw=data,
+    )
+
+
+def parse_balance(data: object) -> Balance:
+    """Build a :class:`Balance` from the ``data`` of ``queryBalance``."""
+    if not isinstance(data, dict):
+        raise VexoraResponseFormatError("'data' is not an object")
+    return Balance(
+        available_amount=parse_amount(data.get("availableAmount"), "availableAmount"),
+        freeze_amount=parse_amount(data.get("freezeAmount"), "freezeAmount"),
+        unsettled_amount=parse_amount(data.get("unsettledAmount"), "unsettledAmount"),
+        raw=data,
+    )
+
+
+def dumps_exact(value: object) -> str:
+    """Serialise parsed JSON back to text, writing ``Decimal`` numbers digit for digit."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        items = (f"{json.dumps(str(k))}:{dumps_exact(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(dumps_exact(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
