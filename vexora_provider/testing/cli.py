@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"vexora-simulator: {exc}", file=sys.stderr)
         return 2
+    # A signal between here and uvicorn installing its own handlers must still stop us cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: server.request_stop())
     env = server.airflow_env(args.conn_id, args.region)
     info = {
         "url": server.url,

@@ -132,9 +132,13 @@ class SimulatorServer:
         finally:
             self.socket.close()
 
+    def request_stop(self) -> None:
+        """Ask the server to shut down soon (signal-handler safe); also before it has started."""
+        self._server.should_exit = True
+
     def stop(self, timeout: float = 10.0) -> None:
         """Shut down (hung calls are dropped at once) and wait for the thread."""
-        self._server.should_exit = True
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
