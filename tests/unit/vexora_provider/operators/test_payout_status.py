@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+import json
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pendulum
+import pytest
+from airflow.sdk import DAG, task
+from airflow.sdk.exceptions import AirflowException
+
+from tests.unit.vexora_provider.operators._fakes import MERCHANT, FakeHook, failure, status
+from vexora_provider.operators.payout_status import PayoutStatusToSqlOperator
+from vexora_provider.warehouse import TableName
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "wh.db"
+    monkeypatch.setenv("AIRFLOW_CONN_WH", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    return path
+
+
+def make(hook: FakeHook, **kwargs: Any) -> PayoutStatusToSqlOperator:
+    kwargs.setdefault("sql_conn_id", "wh")
+    op = PayoutStatusToSqlOperator(task_id="sync", **kwargs)
+    op.hook = hook  # type: ignore[assignment]
+    return op
+
+
+def rows(path: Path, table: str = "vexora_payout_status") -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f'SELECT * FROM "{table}" ORDER BY trade_no').fetchall()
+
+
+class TestPayoutStatusToSqlOperator:
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{}, {"trade_nos": ["A"], "trade_nos_sql": "select 1"}],
+        ids=["neither", "both"],
+    )
+    def test_needs_exactly_one_input(self, kwargs: dict[str, Any]) -> None:
+        with pytest.raises(ValueError, match="exactly one"):
+            PayoutStatusToSqlOperator(task_id="t", sql_conn_id="wh", **kwargs)
+
+    @pytest.mark.parametrize(
+        "table",
+        ["x; DROP TABLE y", "a.b.c", "1abc", "a-b", 'a"b', "a`b", "", "x" * 57, "s.", ".t", "tbl "],
+    )
+    def test_bad_table_refused_at_init(self, table: str) -> None:
+        with pytest.raises(ValueError, match="not a plain"):
+            PayoutStatusToSqlOperator(task_id="t", sql_conn_id="wh", trade_nos=["A"], table=table)
+
+    def test_templated_table_refused_in_execute_before_any_sql(self) -> None:
+        op = make(FakeHook(), trade_nos=["A"], table="{{ params.t }}")
+        op.table = "payouts; DROP TABLE payouts"  # as rendered
+        with mock.patch.object(op, "get_db_hook") as get_db_hook, pytest.raises(ValueError, match="not a"):
+            op.execute({})
+        get_db_hook.assert_not_called()
+
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            ({"concurrency": 0}, "at least 1"),
+            ({"batch_size": 0}, "at least 1"),
+            ({"max_failed_ratio": 1.5}, "between 0 and 1"),
+            ({"progress_interval": 0}, "positive"),
+        ],
+    )
+    def test_bad_numbers_refused(self, kwargs: dict[str, Any], message: str) -> None:
+        with pytest.raises(ValueError, match=message):
+            PayoutStatusToSqlOperator(task_id="t", sql_conn_id="wh", trade_nos=["A"], **kwargs)
+
+    def test_xcom_input_wires_the_upstream(self) -> None:
+        with DAG("d", schedule=None, start_date=pendulum.datetime(2026, 1, 1)):
+
+            @task
+            def pick() -> list[str]:
+                return ["A"]
+
+            up = pick()
+            op = PayoutStatusToSqlOperator(task_id="sync", sql_conn_id="wh", trade_nos=up)
+        assert "trade_nos" in PayoutStatusToSqlOperator.template_fields
+        assert op.upstream_task_ids == {"pick"}
+
+    def test_literal_list_is_not_rendered_item_by_item(self) -> None:
+        op = PayoutStatusToSqlOperator(task_id="t", sql_conn_id="wh", trade_nos=["A"])
+        with mock.patch("airflow.sdk.BaseOperator.render_template") as base:
+            assert op.render_template(["A", "B"], {}) == ["A", "B"]
+        base.assert_not_called()
+        assert op.render_template(["{{ 1 + 1 }}"], {}) == ["2"]  # type: ignore[arg-type]
+
+    def test_string_trade_nos_refused(self, warehouse: Path) -> None:
+        op = make(FakeHook(), trade_nos=["A"])
+        op.trade_nos = "['A', 'B']"  # what a non-native Jinja render of an XCom gives
+        with pytest.raises(AirflowException, match="rendered to a string"):
+            op.execute({})
+
+    def test_loads_every_state_and_returns_a_small_summary(self, warehouse: Path) -> None:
+        states = ["success", "partial", "pending", "failed", "unknown"]
+        answers = {f"T{i:05d}": states[i % 5] for i in range(2500)}
+        hook = FakeHook(answers)
+        summary = make(hook, trade_nos=list(answers), batch_size=300, concurrency=7).execute({})
+        assert hook.concurrency == 7
+        assert summary["loaded"] == summary["requested"] == summary["total"] == 2500
+        assert summary["by_state"] == dict.fromkeys(sorted(states), 500)
+        assert summary["failed"] == 0
+        assert summary["batches"] == 9
+        assert len(json.dumps(summary)) < 1000
+        stored = rows(warehouse)
+        assert len(stored) == 2500
+        unknown = next(r for r in stored if r[4] == "unknown")
+        assert unknown[3] == "0042"  # the raw code is kept
+
+    def test_row_content(self, warehouse: Path) -> None:
+        make(FakeHook(), trade_nos=["A1"]).execute({})
+        (row,) = rows(warehouse)
+        merchant, trade, platform, code, state, message, amount, order, pay, success, fetched, raw = row
+        assert (merchant, trade, platform, code, state, message) == (
+            MERCHANT,
+            "A1",
+            "VXA1",
+            "0000",
+            "success",
+            "success",
+        )
+        assert Decimal(amount) == Decimal("300.00")
+        assert order is None
+        assert pay is None
+        assert success == "2026-01-02 09:00:00.000000+00:00"  # Lagos is UTC+1
+        assert fetched.endswith("+00:00")
+        assert json.loads(raw)["amount"] == "300.00"
+
+    def test_rerun_is_idempotent_and_skips_terminal(self, warehouse: Path) -> None:
+        answers = {"A": "success", "B": "pending", "C": "failed"}
+        make(FakeHook(answers), trade_nos=list(answers)).execute({})
+        first = [r[:10] for r in rows(warehouse)]
+        hook = FakeHook(answers)
+        summary = make(hook, trade_nos=list(answers)).execute({})
+        assert hook.session.asked == ["B"]
+        assert summary["skipped_terminal"] == 2
+        assert [r[:10] for r in rows(warehouse)] == first
+        hook = FakeHook(answers)
+        make(hook, trade_nos=list(answers), only_non_terminal=False).execute({})
+        assert sorted(hook.session.asked) == ["A", "B", "C"]
+        assert [r[:10] for r in rows(warehouse)] == first
+
+    def test_in_batch_duplicates_latest_wins(self, warehouse: Path) -> None:
+        summary = make(FakeHook(), trade_nos=["A", "A", "B", "A"]).execute({})
+        assert summary["requested"] == 4
+        assert [r[1] for r in rows(warehouse)] == ["A", "B"]
+
+    def test_failure_is_recorded_and_never_overwrites(self, warehouse: Path) -> None:
+        make(FakeHook({"A": "pending"}), trade_nos=["A"]).execute({})
+        before = rows(warehouse)
+        hook = FakeHook({"A": failure("A"), "B": failure("B"), "C": "success"})
+        summary = make(hook, trade_nos=["A", "B", "C"], max_failed_ratio=1.0).execute({})
+        assert summary["failed"] == 2
+        assert sorted(summary["failed_sample"]) == ["A", "B"]
+        assert [r for r in rows(warehouse) if r[1] == "A"] == before
+        errors = rows(warehouse, "vexora_payout_status_errors")
+        assert [(e[1], e[2], e[4]) for e in errors] == [
+            ("A", "VexoraHTTPError", 4),
+            ("B", "VexoraHTTPError", 4),
+        ]
+        # A later successful load clears the trade's error row in the same transaction.
+        make(FakeHook({"A": "success"}), trade_nos=["A"]).execute({})
+        assert [e[1] for e in rows(warehouse, "vexora_payout_status_errors")] == ["B"]
+
+    def test_fails_after_loading_when_too_many_fail(self, warehouse: Path) -> None:
+        answers: dict[str, Any] = {f"T{i}": "success" for i in range(98)}
+        answers.update({"X1": failure("X1"), "X2": failure("X2")})
+        with pytest.raises(AirflowException, match=r"2 of 100 .*vexora_payout_status_errors"):
+            make(FakeHook(answers), trade_nos=list(answers), max_failed_ratio=0.01).execute({})
+        assert len(rows(warehouse)) == 98
+        summary = make(
+            FakeHook(answers), trade_nos=list(answers), max_failed_ratio=0.05, only_non_terminal=False
+        ).execute({})
+        assert summary["failed"] == 2
+
+    def test_invalid_trade_numbers_are_recorded_as_failures(self, warehouse: Path) -> None:
+        summary = make(FakeHook(), trade_nos=["OK", "Z" * 40], max_failed_ratio=1).execute({})
+        assert (summary["loaded"], summary["failed"]) == (1, 1)
+        assert rows(warehouse, "vexora_payout_status_errors")[0][2] == "VexoraInvalidTradeNoError"
+
+    def test_amount_too_large_is_a_recorded_failure(self, warehouse: Path) -> None:
+        hook = FakeHook({"BIG": status("BIG", amount="12345678901234567.5")})
+        summary = make(hook, trade_nos=["BIG"], max_failed_ratio=1).execute({})
+        assert summary["failed"] == 1
+        assert rows(warehouse) == []
+        assert rows(warehouse, "vexora_payout_status_errors")[0][2] == "UnstorableValue"
+
+    def test_trade_nos_sql(self, warehouse: Path) -> None:
+        with sqlite3.connect(warehouse) as conn:
+            conn.execute("CREATE TABLE payouts (trade_no TEXT)")
+            conn.executemany("INSERT INTO payouts VALUES (?)", [("P1",), ("P2",), (None,)])
+        hook = FakeHook()
+        summary = make(hook, trade_nos_sql="SELECT trade_no FROM payouts").execute({})
+        assert sorted(hook.session.asked) == ["P1", "P2"]
+        assert summary["loaded"] == 2
+
+    def test_schema_qualified_table_and_no_create(self, warehouse: Path) -> None:
+        with sqlite3.connect(warehouse) as conn:
+            conn.execute("ATTACH DATABASE ':memory:' AS other")
+        op = make(FakeHook(), trade_nos=["A"], table="main.custom_status")
+        op.execute({})
+        assert len(rows(warehouse, "custom_status")) == 1
+        op = make(FakeHook(), trade_nos=["A"], table="missing_table", create_table=False)
+        with pytest.raises(AirflowException, match="missing_table"):
+            op.execute({})
+
+    def test_db_errors_name_the_table_not_the_values(self, warehouse: Path) -> None:
+        with sqlite3.connect(warehouse) as conn:
+            conn.execute('CREATE TABLE "vexora_payout_status" (merchant_no TEXT, trade_no TEXT)')
+        with pytest.raises(AirflowException) as info:
+            make(FakeHook(), trade_nos=["SECRET_TRADE"], create_table=False).execute({})
+        assert "vexora_payout_status" in str(info.value)
+        assert "SECRET_TRADE" not in str(info.value)
+
+    def test_sql_conn_must_be_a_dbapi_hook(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_NOTSQL", json.dumps({"conn_type": "vexora", "host": "https://x", "login": "m"})
+        )
+        op = make(FakeHook(), trade_nos=["A"], sql_conn_id="notsql")
+        with pytest.raises(AirflowException, match="not a common-sql DbApiHook"):
+            op.execute({})
+
+    def test_table_name_helper_matches_operator(self) -> None:
+        assert str(TableName.parse("s.t").errors) == "s.t_errors"

@@ -1,0 +1,254 @@
+"""The fetch → batch → upsert pipeline behind :class:`PayoutStatusToSqlOperator`.
+
+Fetching runs on an asyncio loop; every database call runs on one dedicated thread (SQLite
+connections belong to the thread that opened them). While one batch is written, the next one fills,
+so at most two batches of rows are in memory whatever the number of trades.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sized
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from vexora_provider.models import PayoutQueryError, PayoutStatus
+from vexora_provider.warehouse import (
+    ErrorRow,
+    StatusRow,
+    WarehouseWriter,
+    error_row,
+    query_error_row,
+    status_row,
+)
+
+if TYPE_CHECKING:
+    from vexora_provider.hooks.vexora import FetchStats, VexoraHook
+
+__all__ = ["FAILED_SAMPLE_SIZE", "SyncCounters", "WarehouseSync"]
+
+FAILED_SAMPLE_SIZE = 10
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass
+class SyncCounters:
+    """
+    What one sync did; plain counters, so the summary stays small for any number of trades.
+
+    :param total: trade numbers taken from the input.
+    :param skipped: trades skipped because the table already holds them in a terminal state.
+    :param requested: trades sent to the gateway (every one ends loaded or failed).
+    :param loaded: status rows upserted.
+    :param failed: trades recorded in the errors table.
+    :param batches: batches committed.
+    :param by_state: loaded rows per state.
+    :param failed_sample: the first few failed trade numbers (the full list is the errors table).
+    """
+
+    total: int = 0
+    skipped: int = 0
+    requested: int = 0
+    loaded: int = 0
+    failed: int = 0
+    batches: int = 0
+    by_state: Counter[str] = field(default_factory=Counter)
+    failed_sample: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)
+
+    def note_failure(self, trade_no: object) -> None:
+        """Count a failed trade and keep it in the sample while the sample has room."""
+        self.failed += 1
+        if len(self.failed_sample) < FAILED_SAMPLE_SIZE:
+            self.failed_sample.append(str(trade_no))
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the sync started."""
+        return time.monotonic() - self.started_at
+
+
+def _chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class WarehouseSync:
+    """
+    Fetch statuses through a hook session and upsert them in batches through a writer.
+
+    :param hook: the Vexora hook (connection, retries and rate limit live there).
+    :param writer: the warehouse writer; used only from this object's database thread.
+    :param batch_size: rows per upsert transaction.
+    :param concurrency: requests in flight.
+    :param only_non_terminal: skip trades the table already holds in a terminal state.
+    :param create_table: create the tables when missing.
+    :param progress_interval: seconds between progress lines while no batch completes.
+    :param log: where progress goes.
+    """
+
+    def __init__(
+        self,
+        *,
+        hook: VexoraHook,
+        writer: WarehouseWriter,
+        batch_size: int,
+        concurrency: int,
+        only_non_terminal: bool,
+        create_table: bool,
+        progress_interval: float,
+        log: logging.Logger | Any,
+    ) -> None:
+        self.hook = hook
+        self.writer = writer
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.only_non_terminal = only_non_terminal
+        self.create_table = create_table
+        self.progress_interval = progress_interval
+        self.log = log
+        self.counters = SyncCounters()
+        self.stats: FetchStats | None = None
+        self.expected: int | None = None
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vexora-warehouse")
+
+    async def _on_db(self, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, lambda: func(*args, **kwargs))
+
+    def run(self, *, trade_nos: Iterable[str] | None, trade_nos_sql: str | None) -> SyncCounters:
+        """Run the whole sync and return its counters; database errors propagate."""
+        try:
+            return asyncio.run(self._run(trade_nos, trade_nos_sql))
+        finally:
+            self._db.submit(self.writer.close).result()
+            self._db.shutdown()
+
+    async def _run(self, trade_nos: Iterable[str] | None, trade_nos_sql: str | None) -> SyncCounters:
+        if self.create_table:
+            await self._on_db(self.writer.create_tables)
+        if trade_nos_sql is not None:
+            trade_nos = await self._on_db(self.writer.first_column, trade_nos_sql)
+            self.log.info("trade_nos_sql returned %d trade numbers", len(trade_nos))
+        source: Iterable[str] = trade_nos or []
+        self.expected = len(source) if isinstance(source, Sized) else None
+        async with self.hook.async_session(concurrency=self.concurrency) as session:
+            self.stats = session.stats
+            merchant_no = session.config.merchant_no
+            ticker = asyncio.create_task(self._tick())
+            try:
+                stream = session.stream_payout_statuses(
+                    self._candidates(source, merchant_no), concurrency=self.concurrency
+                )
+                try:
+                    await self._load(stream, merchant_no)
+                finally:
+                    # Stop the fetch workers now, not when the loop shuts down, if loading failed.
+                    aclose = getattr(stream, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+            finally:
+                ticker.cancel()
+        self.log_progress(final=True)
+        return self.counters
+
+    async def _candidates(self, trade_nos: Iterable[str], merchant_no: str) -> AsyncIterator[str]:
+        # Terminal statuses never change: look them up chunk by chunk so memory stays bounded.
+        for chunk in _chunked(trade_nos, self.batch_size):
+            terminal: set[str] = set()
+            if self.only_non_terminal:
+                keys = [t for t in chunk if isinstance(t, str)]
+                terminal = await self._on_db(self.writer.terminal_trade_nos, merchant_no, keys)
+            for trade_no in chunk:
+                self.counters.total += 1
+                if trade_no in terminal:
+                    self.counters.skipped += 1
+                    continue
+                yield trade_no
+
+    async def _load(self, stream: AsyncIterator[PayoutStatus | PayoutQueryError], merchant_no: str) -> None:
+        statuses: list[StatusRow] = []
+        errors: list[ErrorRow] = []
+        pending: asyncio.Future[None] | None = None
+        async for item in stream:
+            self.counters.requested += 1
+            now = datetime.now(UTC)
+            if isinstance(item, PayoutStatus):
+                try:
+                    statuses.append(status_row(merchant_no, item, now))
+                except ValueError as exc:  # an amount the table cannot hold: record, do not guess
+                    errors.append(
+                        error_row(
+                            merchant_no,
+                            item.trade_no,
+                            error_type="UnstorableValue",
+                            error=str(exc),
+                            attempts=1,
+                            failed_at=now,
+                        )
+                    )
+            else:
+                errors.append(query_error_row(merchant_no, item, now))
+            if len(statuses) + len(errors) >= self.batch_size:
+                pending = await self._flush(pending, statuses, errors)
+                statuses, errors = [], []
+        pending = await self._flush(pending, statuses, errors)
+        if pending is not None:
+            await pending
+
+    async def _flush(
+        self, pending: asyncio.Future[None] | None, statuses: list[StatusRow], errors: list[ErrorRow]
+    ) -> asyncio.Future[None] | None:
+        # Wait for the previous batch before starting this one: one batch writing, one filling.
+        if pending is not None:
+            await pending
+        if not statuses and not errors:
+            return None
+        number = self.counters.batches + 1
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._db, self._write, statuses, errors, number)
+        return future
+
+    def _write(self, statuses: list[StatusRow], errors: list[ErrorRow], number: int) -> None:
+        self.writer.write_batch(statuses, errors, batch=number)
+        # Counted only once committed, and on the database thread so a crash never over-reports.
+        self.counters.batches = number
+        self.counters.loaded += len(statuses)
+        self.counters.by_state.update(row[4] for row in statuses)
+        for row in errors:
+            self.counters.note_failure(row[1])
+        self.log_progress()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.progress_interval)
+            self.log_progress()
+
+    def log_progress(self, *, final: bool = False) -> None:
+        """Log one progress line: done/total, rate, retries, 429s, failures, rows upserted."""
+        c, s = self.counters, self.stats
+        done = c.loaded + c.failed + c.skipped
+        elapsed = max(c.elapsed, 1e-9)
+        self.log.info(
+            "%s: %d/%s trades done (%.0f/s), %d rows upserted in %d batches, %d failed, "
+            "%d skipped as terminal, %d retries, %d rate-limited (429)",
+            "Vexora sync finished" if final else "Vexora sync progress",
+            done,
+            self.expected if self.expected is not None else "?",
+            (c.loaded + c.failed) / elapsed,
+            c.loaded,
+            c.batches,
+            c.failed,
+            c.skipped,
+            s.retries if s else 0,
+            s.rate_limited if s else 0,
+        )

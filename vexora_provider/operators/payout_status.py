@@ -1,0 +1,196 @@
+"""Keep a warehouse table of Vexora payout statuses in sync: fetch concurrently, upsert in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.sql.hooks.sql import DbApiHook
+from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk.exceptions import AirflowException
+
+from vexora_provider.hooks.vexora import VexoraHook
+from vexora_provider.operators._sync import SyncCounters, WarehouseSync
+from vexora_provider.warehouse import TableName, writer_for
+
+if TYPE_CHECKING:
+    import jinja2
+    from airflow.sdk import Context
+
+__all__ = ["DEFAULT_TABLE", "PayoutStatusToSqlOperator"]
+
+DEFAULT_TABLE = "vexora_payout_status"
+_JINJA_MARKERS = ("{{", "{%", "{#")
+
+
+class PayoutStatusToSqlOperator(BaseOperator):
+    """
+    Fetch the status of many payouts from Vexora and upsert them into a warehouse table.
+
+    Statuses are fetched concurrently through :class:`~vexora_provider.hooks.vexora.VexoraHook`
+    (its rate limit and retries apply) and written in batches, one set-based upsert per batch in one
+    transaction, to ``table`` keyed on ``(merchant_no, trade_no)``. Trades whose status could not be
+    fetched go to ``<table>_errors`` and never overwrite a known status. Returns a small summary.
+
+    :param sql_conn_id: the warehouse connection; any connection whose hook is a common-sql
+        ``DbApiHook`` (SQLite, PostgreSQL and MySQL/MariaDB have fast paths).
+    :param trade_nos: trade numbers to refresh: a list, or an ``XComArg`` such as ``task.output``
+        (a template field, so the upstream dependency is wired).
+    :param trade_nos_sql: instead of ``trade_nos``, a query run on the warehouse whose first column
+        is the trade numbers (e.g. every payout not yet terminal); may be a ``.sql`` template file.
+    :param vexora_conn_id: the ``vexora`` connection.
+    :param table: ``name`` or ``schema.name`` of the status table; each part
+        ``[A-Za-z_][A-Za-z0-9_]*``, anything else is refused before any SQL runs.
+    :param create_table: create the status and errors tables when they do not exist.
+    :param only_non_terminal: skip, and count as skipped, trades the table already holds in a
+        terminal state (success, partial, failed): Vexora never changes those.
+    :param concurrency: requests in flight to the gateway.
+    :param batch_size: rows per upsert transaction; memory is bounded by about two batches.
+    :param max_failed_ratio: fail the task, after loading everything it could, when
+        failed / requested exceeds this (default 0: any failure fails the task).
+    :param progress_interval: seconds between progress lines when no batch completes sooner.
+    """
+
+    template_fields: Sequence[str] = ("trade_nos", "trade_nos_sql", "table", "sql_conn_id", "vexora_conn_id")
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers = {"trade_nos_sql": "sql", "trade_nos": "py"}
+    ui_color = "#e8f1fb"
+
+    def __init__(
+        self,
+        *,
+        sql_conn_id: str,
+        trade_nos: Sequence[str] | Any | None = None,
+        trade_nos_sql: str | None = None,
+        vexora_conn_id: str = VexoraHook.default_conn_name,
+        table: str = DEFAULT_TABLE,
+        create_table: bool = True,
+        only_non_terminal: bool = True,
+        concurrency: int = 32,
+        batch_size: int = 1000,
+        max_failed_ratio: float = 0.0,
+        progress_interval: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (trade_nos is None) == (trade_nos_sql is None):
+            raise ValueError("give exactly one of trade_nos and trade_nos_sql")
+        if concurrency < 1 or batch_size < 1:
+            raise ValueError("concurrency and batch_size must be at least 1")
+        if not 0.0 <= max_failed_ratio <= 1.0:
+            raise ValueError("max_failed_ratio must be between 0 and 1")
+        if progress_interval <= 0:
+            raise ValueError("progress_interval must be positive")
+        if not _is_template(table):
+            TableName.parse(table)  # refuse early; checked again after templating
+        self.sql_conn_id = sql_conn_id
+        self.trade_nos = trade_nos
+        self.trade_nos_sql = trade_nos_sql
+        self.vexora_conn_id = vexora_conn_id
+        self.table = table
+        self.create_table = create_table
+        self.only_non_terminal = only_non_terminal
+        self.concurrency = concurrency
+        self.batch_size = batch_size
+        self.max_failed_ratio = max_failed_ratio
+        self.progress_interval = progress_interval
+
+    def render_template(
+        self,
+        content: Any,
+        context: Context,
+        jinja_env: jinja2.Environment | None = None,
+        seen_oids: set[int] | None = None,
+    ) -> Any:
+        """Render templates; a literal list of plain trade numbers is returned as is."""
+        # Jinja compiles every string of a list; for 100k literal trade numbers that is seconds.
+        if isinstance(content, list | tuple) and all(
+            isinstance(v, str) and not _is_template(v) for v in content
+        ):
+            return list(content)
+        return super().render_template(content, context, jinja_env, seen_oids)
+
+    @cached_property
+    def hook(self) -> VexoraHook:
+        """The Vexora hook (connection resolved lazily, on first use)."""
+        return VexoraHook(self.vexora_conn_id)
+
+    def get_db_hook(self) -> DbApiHook:
+        """Return the warehouse hook; the connection's type decides which (any ``DbApiHook``)."""
+        hook = BaseHook.get_connection(self.sql_conn_id).get_hook()  # type: ignore[no-untyped-call]
+        if not isinstance(hook, DbApiHook):
+            raise AirflowException(
+                f"connection {self.sql_conn_id!r} gives a {type(hook).__name__}, not a common-sql DbApiHook"
+            )
+        return hook
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Sync the statuses and return the summary; fail after loading if too many failed."""
+        table = TableName.parse(self.table)
+        trade_nos = None if self.trade_nos is None else _as_trade_nos(self.trade_nos)
+        writer = writer_for(self.get_db_hook(), table)
+        self.log.info(
+            "Syncing Vexora payout statuses into %s (%s) with concurrency %d, batches of %d",
+            table,
+            writer.dialect,
+            self.concurrency,
+            self.batch_size,
+        )
+        sync = WarehouseSync(
+            hook=self.hook,
+            writer=writer,
+            batch_size=self.batch_size,
+            concurrency=self.concurrency,
+            only_non_terminal=self.only_non_terminal,
+            create_table=self.create_table,
+            progress_interval=self.progress_interval,
+            log=self.log,
+        )
+        counters = sync.run(trade_nos=trade_nos, trade_nos_sql=self.trade_nos_sql)
+        summary = _summary(counters, sync, table)
+        if counters.requested and counters.failed / counters.requested > self.max_failed_ratio:
+            raise AirflowException(
+                f"{counters.failed} of {counters.requested} payout status lookups failed "
+                f"(ratio {summary['failed_ratio']} > max_failed_ratio {self.max_failed_ratio}); "
+                f"{counters.loaded} statuses were loaded into {table}, the failures are recorded in "
+                f"{table.errors} (first: {', '.join(counters.failed_sample)})"
+            )
+        return summary
+
+
+def _is_template(value: object) -> bool:
+    return isinstance(value, str) and any(marker in value for marker in _JINJA_MARKERS)
+
+
+def _as_trade_nos(value: object) -> list[str]:
+    if isinstance(value, str):
+        # Usually a Jinja-rendered XCom (text, not a list): never iterate its characters.
+        raise AirflowException(
+            "trade_nos rendered to a string; pass a list or task.output (an XComArg), "
+            "or set render_template_as_native_obj=True on the DAG"
+        )
+    if not isinstance(value, Sequence | set | frozenset):
+        raise AirflowException(f"trade_nos must be a list of trade numbers, got {type(value).__name__}")
+    return list(value)
+
+
+def _summary(counters: SyncCounters, sync: WarehouseSync, table: TableName) -> dict[str, Any]:
+    stats = sync.stats
+    requested = counters.requested
+    return {
+        "table": str(table),
+        "errors_table": str(table.errors),
+        "total": counters.total,
+        "skipped_terminal": counters.skipped,
+        "requested": requested,
+        "loaded": counters.loaded,
+        "failed": counters.failed,
+        "failed_ratio": round(counters.failed / requested, 6) if requested else 0.0,
+        "by_state": dict(sorted(counters.by_state.items())),
+        "failed_sample": list(counters.failed_sample),
+        "batches": counters.batches,
+        "retries": stats.retries if stats else 0,
+        "rate_limited": stats.rate_limited if stats else 0,
+        "duration_s": round(counters.elapsed, 3),
+    }
