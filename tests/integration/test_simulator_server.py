@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -39,16 +40,23 @@ def query(
         )
 
 
+@pytest.fixture(params=["fast", "uvicorn"])
+def engine_server(
+    request: pytest.FixtureRequest, vexora_simulator: VexoraSimulator
+) -> Iterator[SimulatorServer]:
+    """The per-test simulator served by each engine in turn: both must look the same on the wire."""
+    with vexora_simulator.serve(engine=request.param) as server:
+        yield server
+
+
 class TestSimulatorServer:
-    def test_signed_request_accepted_wrong_one_refused(
-        self, vexora_simulator_server: SimulatorServer
-    ) -> None:
-        vexora_simulator_server.sim.add_payout("T1", "success", pending_polls=1, amount="300")
-        first = query(vexora_simulator_server, "T1").json()
+    def test_signed_request_accepted_wrong_one_refused(self, engine_server: SimulatorServer) -> None:
+        engine_server.sim.add_payout("T1", "success", pending_polls=1, amount="300")
+        first = query(engine_server, "T1").json()
         assert (first["code"], first["success"], first["data"]["status"]) == ("0000", True, "0015")
-        second = query(vexora_simulator_server, "T1").json()
+        second = query(engine_server, "T1").json()
         assert (second["data"]["status"], second["data"]["payAmount"]) == ("0000", "300.00")
-        refused = query(vexora_simulator_server, "T1", secret="0" * 32)
+        refused = query(engine_server, "T1", secret="0" * 32)
         assert refused.status_code == 200
         assert (refused.json()["code"], refused.json()["data"]) == ("8000", None)
 
@@ -67,44 +75,41 @@ class TestSimulatorServer:
             ("reset", (httpx.ReadError, httpx.RemoteProtocolError)),
         ],
     )
-    def test_faults_on_the_wire(
-        self, vexora_simulator_server: SimulatorServer, kind: str, outcome: Any
-    ) -> None:
-        sim = vexora_simulator_server.sim
+    def test_faults_on_the_wire(self, engine_server: SimulatorServer, kind: str, outcome: Any) -> None:
+        sim = engine_server.sim
         sim.add_payout("T1")
         sim.add_fault(kind, "queryPayOutResult", nth=(1,), retry_after=2, hang_seconds=60)
         if isinstance(outcome, int):
-            response = query(vexora_simulator_server, "T1", timeout=0.5)
+            response = query(engine_server, "T1", timeout=0.5)
             assert response.status_code == outcome
             if outcome == 429:
                 assert response.headers["retry-after"] == "2"
         elif isinstance(outcome, str):
-            assert query(vexora_simulator_server, "T1", timeout=0.5).json()["code"] == outcome
+            assert query(engine_server, "T1", timeout=0.5).json()["code"] == outcome
         else:
             with pytest.raises(outcome):
-                query(vexora_simulator_server, "T1", timeout=0.5).json()
+                query(engine_server, "T1", timeout=0.5).json()
         # Only the first call was scripted to fail: the server is healthy for the next one.
-        assert query(vexora_simulator_server, "T1").json()["data"]["status"] == "0000"
+        assert query(engine_server, "T1").json()["data"]["status"] == "0000"
 
-    def test_latency_does_not_block_other_requests(self, vexora_simulator_server: SimulatorServer) -> None:
-        sim = vexora_simulator_server.sim
+    def test_latency_does_not_block_other_requests(self, engine_server: SimulatorServer) -> None:
+        sim = engine_server.sim
         sim.add_payout("SLOW")
         sim.add_payout("FAST")
         sim.add_fault("latency", trade_no="SLOW", latency_ms=3000)
         slow: list[int] = []
-        thread = threading.Thread(
-            target=lambda: slow.append(query(vexora_simulator_server, "SLOW").status_code)
-        )
+        thread = threading.Thread(target=lambda: slow.append(query(engine_server, "SLOW").status_code))
         thread.start()
-        assert query(vexora_simulator_server, "FAST", timeout=2.5).json()["code"] == "0000"
+        assert query(engine_server, "FAST", timeout=2.5).json()["code"] == "0000"
         thread.join(timeout=10)
         assert slow == [200]
 
-    def test_a_hung_call_does_not_hold_up_shutdown(self) -> None:
+    @pytest.mark.parametrize("engine", ["fast", "uvicorn"])
+    def test_a_hung_call_does_not_hold_up_shutdown(self, engine: str) -> None:
         sim = VexoraSimulator(seed=1)
         sim.add_payout("T1")
         sim.add_fault("hang", hang_seconds=600)
-        server = SimulatorServer(sim).start()
+        server = SimulatorServer(sim, engine=engine).start()
         with pytest.raises(httpx.ReadTimeout):
             query(server, "T1", timeout=0.3)
         stopper = threading.Thread(target=server.stop)
@@ -126,6 +131,33 @@ class TestSimulatorServer:
     def test_binds_loopback_only(self) -> None:
         with pytest.raises(ValueError, match="loopback"):
             SimulatorServer(VexoraSimulator(), host="0.0.0.0")
+        with pytest.raises(ValueError, match="engine"):
+            SimulatorServer(VexoraSimulator(), engine="gunicorn")
+
+    def test_keep_alive_and_pipelined_requests_answer_in_order(
+        self, vexora_simulator_server: SimulatorServer
+    ) -> None:
+        sim = vexora_simulator_server.sim
+        sim.add_payout("A")
+        sim.add_payout("B")
+        sim.add_fault("latency", trade_no="A", latency_ms=100)  # A is slow, yet must be answered first
+        requests = b""
+        for trade_no in ("A", "B"):
+            payload = json.dumps(md5_body(sim.secret, tradeNo=trade_no)).encode()
+            requests += (
+                b"POST /nigeria/v1/vexora/queryPayOutResult HTTP/1.1\r\nHost: x\r\nmerchantNo: "
+                + sim.merchant_no.encode()
+                + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(payload)
+                + payload
+            )
+        with socket.create_connection(("127.0.0.1", vexora_simulator_server.port), timeout=5) as conn:
+            conn.sendall(requests)
+            received = b""
+            while received.count(b'"tradeNo"') < 2:
+                chunk = conn.recv(65536)
+                assert chunk, "server closed early"
+                received += chunk
+        assert received.index(b'"tradeNo":"A"') < received.index(b'"tradeNo":"B"')
 
     def test_port_zero_gives_a_free_port_and_listens_at_once(self) -> None:
         server = SimulatorServer(VexoraSimulator())

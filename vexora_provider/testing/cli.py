@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--conn-id", default="vexora_default", help="connection id used in the printed AIRFLOW_CONN_ line")
     add("--callback-time-scale", type=float, default=1.0, help="compress the callback retry schedule")
     add("--info-file", type=Path, help="also write URL and credentials as JSON to this file")
+    add("--engine", choices=("fast", "uvicorn"), default="fast", help="HTTP server engine (default fast)")
     add("--log-level", default="warning", help="uvicorn log level (default warning)")
     return parser
 
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else []
     )
     try:
-        server = sim.serve(args.host, args.port, log_level=args.log_level)
+        server = sim.serve(args.host, args.port, log_level=args.log_level, engine=args.engine)
     except (ValueError, OSError) as exc:
         print(f"vexora-simulator: {exc}", file=sys.stderr)
         return 2

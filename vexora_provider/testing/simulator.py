@@ -238,11 +238,16 @@ class VexoraSimulator:
 
         return SimulatorApp(self.gateway)
 
-    def serve(self, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning") -> SimulatorServer:
-        """A real HTTP server on loopback; use as ``with sim.serve() as server: server.url``."""
+    def serve(
+        self, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning", engine: str = "fast"
+    ) -> SimulatorServer:
+        """A real HTTP server on loopback; use as ``with sim.serve() as server: server.url``.
+
+        :param engine: ``"fast"`` (own asyncio/httptools server) or ``"uvicorn"`` (the ASGI app).
+        """
         from vexora_provider.testing.server import SimulatorServer
 
-        return SimulatorServer(self, host=host, port=port, log_level=log_level)
+        return SimulatorServer(self, host=host, port=port, log_level=log_level, engine=engine)
 
     def airflow_connection(
         self, base_url: str = IN_PROCESS_BASE, region: str = "nigeria", **extra: Any
