@@ -72,6 +72,7 @@ _AMOUNT_SCALE = Decimal("0.0001")
 _AMOUNT_LIMIT = Decimal(10) ** 16  # numeric(20,4): 16 digits before the point
 _MAX_ERROR_TEXT = 1000
 _MAX_ERROR_TRADE_NO = 255  # an invalid trade number may be arbitrarily long; the key column is not
+_BACKTICK_DIALECTS = frozenset({"mysql", "mariadb"})
 _IN_CHUNK = 500  # keys per IN (...) list: well under every driver's bind-parameter limit
 
 StatusRow = tuple[Any, ...]
@@ -212,7 +213,7 @@ class WarehouseWriter(ABC):
     """
 
     dialect: ClassVar[str] = "generic"
-    quote: ClassVar[str] = '"'
+    quote: str = '"'
     placeholder: str = "%s"
     text_key = "VARCHAR(255)"
     text = "TEXT"
@@ -395,6 +396,8 @@ class GenericWriter(WarehouseWriter):
     """Delete-then-insert in one transaction: correct on any DB-API driver and SQL dialect."""
 
     def __init__(self, hook: DbApiHook, table: TableName) -> None:
+        # MySQL reads "x" as a string unless ANSI_QUOTES is on: quote its own way even here.
+        self.quote = "`" if _dialect_name(hook).lower() in _BACKTICK_DIALECTS else '"'
         super().__init__(hook, table)
         self.placeholder = hook.placeholder
 
