@@ -23,7 +23,7 @@ __all__ = ["DEFAULT_MIX", "VexoraSimulator"]
 
 DEFAULT_MIX: dict[str, float] = {"success": 1.0}
 #: Host used in connections for in-process mode, where no socket exists; never resolvable.
-IN_PROCESS_BASE = "http://vexora-simulator.invalid"
+IN_PROCESS_BASE = "https://vexora-simulator.invalid"
 
 
 class VexoraSimulator:
