@@ -26,8 +26,14 @@ def _run(seed: int, order_seed: int, threads: int) -> dict[str, list[str]]:
     trade_nos = sim.create_payouts(60, {"success": 0.5, "failed": 0.3, "partial": 0.2}, pending_polls=(0, 2))
     sim.add_fault("http_503", probability=0.2)
     sim.add_fault("code_5000", probability=0.1)
-    jobs = [t for t in trade_nos for _ in range(4)]
-    random.Random(order_seed).shuffle(jobs)
+    # Each trade belongs to one thread (a client polls its own trade in sequence), but the threads
+    # interleave and each shuffles its trades: arrival order across trades differs run to run.
+    rng = random.Random(order_seed)
+    shuffled = list(trade_nos)
+    rng.shuffle(shuffled)
+    chunks = [[t for t in shuffled[i::threads] for _ in range(4)] for i in range(threads)]
+    for chunk in chunks:
+        rng.shuffle(chunk)
     seen: dict[str, list[str]] = {t: [] for t in trade_nos}
     lock = threading.Lock()
 
@@ -44,13 +50,12 @@ def _run(seed: int, order_seed: int, threads: int) -> dict[str, list[str]]:
                 with lock:
                     seen[trade_no].append(outcome)
 
-    pool = [threading.Thread(target=worker, args=(jobs[i::threads],)) for i in range(threads)]
+    pool = [threading.Thread(target=worker, args=(chunk,)) for chunk in chunks]
     for thread in pool:
         thread.start()
     for thread in pool:
         thread.join(timeout=30)
     sim.close()
-    # Per trade the n-th call is what is deterministic, whatever the interleaving across trades.
     return seen
 
 

@@ -90,19 +90,30 @@ class TestAsyncSimulatorTransport:
             with pytest.raises(expected):
                 asyncio.run(call())
 
-    def test_concurrent_latency_does_not_serialise(self, sim: VexoraSimulator) -> None:
-        # 20 calls with 50 ms each: serialised they would need 1 s; the bound is generous on purpose.
-        sim.add_fault("latency", latency_ms=50)
+    def test_latency_does_not_block_the_event_loop(self, sim: VexoraSimulator) -> None:
+        # With a 5 s delay each, all 20 calls must reach the gateway while none has answered yet:
+        # the delay is an asyncio.sleep, not a blocking one. No wall-clock assertion.
+        sim.add_fault("latency", latency_ms=5000)
 
-        async def main() -> list[int]:
-            async with httpx.AsyncClient(transport=sim.async_transport(), timeout=5) as client:
-                calls = [
-                    client.post(QUERY, json=sim.signed(tradeNo="T1"), headers=sim.headers())
+        async def main() -> tuple[int, int]:
+            async with httpx.AsyncClient(transport=sim.async_transport(), timeout=30) as client:
+                tasks = [
+                    asyncio.create_task(
+                        client.post(QUERY, json=sim.signed(tradeNo="T1"), headers=sim.headers())
+                    )
                     for _ in range(20)
                 ]
-                return [r.status_code for r in await asyncio.wait_for(asyncio.gather(*calls), 0.9)]
+                for _ in range(200):
+                    await asyncio.sleep(0)
+                    if sim.stats()["total"] == 20:
+                        break
+                done = sum(task.done() for task in tasks)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                return sim.stats()["total"], done
 
-        assert asyncio.run(main()) == [200] * 20
+        assert asyncio.run(main()) == (20, 0)
 
     def test_is_an_async_httpx_transport(self, sim: VexoraSimulator) -> None:
         assert isinstance(sim.async_transport(), AsyncSimulatorTransport)
