@@ -37,6 +37,7 @@ with DAG(
         "batch_size": Param(2000, type="integer", minimum=1),
         "vexora_conn_id": Param("vexora_default", type="string"),
         "warehouse_conn_id": Param("vexora_warehouse", type="string"),
+        "region": Param("", type="string", description="only payouts of this region ('' = all)"),
     },
     tags=["vexora", "example"],
 ) as dag:
@@ -47,18 +48,19 @@ with DAG(
         hook = BaseHook.get_hook(params["warehouse_conn_id"])
         assert isinstance(hook, DbApiHook)
         size = int(params["batch_size"])
+        region = f" AND region = {_literal(params['region'])}" if params["region"] else ""
         # Every size-th trade number starts a batch; the window function keeps this set-based.
         starts = [
             row[0]
             for row in hook.get_records(
                 "SELECT trade_no FROM (SELECT trade_no, ROW_NUMBER() OVER (ORDER BY trade_no) AS rn"
-                f" FROM payouts) numbered WHERE (rn - 1) % {size} = 0 ORDER BY trade_no"
+                f" FROM payouts WHERE 1 = 1{region}) numbered WHERE (rn - 1) % {size} = 0 ORDER BY trade_no"
             )
         ]
         queries = []
         for i, start in enumerate(starts):
             upper = f" AND trade_no < {_literal(starts[i + 1])}" if i + 1 < len(starts) else ""
-            queries.append(f"SELECT trade_no FROM payouts WHERE trade_no >= {_literal(start)}{upper}")
+            queries.append(f"SELECT trade_no FROM payouts WHERE trade_no >= {_literal(start)}{upper}{region}")
         return queries
 
     PayoutStatusToSqlOperator.partial(

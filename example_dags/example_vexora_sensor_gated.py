@@ -11,6 +11,7 @@ with the ``payouts`` table, columns ``trade_no`` and ``batch_id``).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import pendulum
@@ -22,6 +23,8 @@ from vexora_provider.sensors.payout_status import PayoutStatusSensor
 log = logging.getLogger(__name__)
 
 SETTLED_OK = {"success", "partial"}
+# A payment API deserves a patient poll; `make demo` shortens it to watch payouts settle live.
+POKE_INTERVAL = float(os.environ.get("VEXORA_EXAMPLE_POKE_INTERVAL", "60"))
 
 with DAG(
     dag_id="example_vexora_sensor_gated",
@@ -55,7 +58,7 @@ with DAG(
         vexora_conn_id="{{ params.vexora_conn_id }}",
         trade_no=trade_nos,
         deferrable=True,
-        poke_interval=60,
+        poke_interval=POKE_INTERVAL,
         timeout=6 * 60 * 60,
         fail_on_failed=False,
     )

@@ -3,7 +3,7 @@
 Connections (Admin → Connections, env vars or a secrets backend):
 - ``vexora_default``: the Vexora merchant account (type ``vexora``);
 - ``vexora_warehouse``: any common-sql database holding the ``payouts`` table your own systems
-  write (one row per payout you created, column ``trade_no``).
+  write (one row per payout you created, columns ``trade_no`` and ``region``).
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from vexora_provider.operators.payout_status import PayoutStatusToSqlOperator
 
 log = logging.getLogger(__name__)
 
-# Payouts the status table has never seen, or has seen in a state that can still change.
+# Payouts the status table has never seen, or has seen in a state that can still change; with
+# one connection per Vexora region, the `region` param keeps each run to that region's payouts.
 NOT_YET_FINAL_SQL = """
 SELECT p.trade_no
 FROM payouts p
 LEFT JOIN vexora_payout_status s ON s.trade_no = p.trade_no
-WHERE s.trade_no IS NULL OR s.state NOT IN ('success', 'partial', 'failed')
+WHERE (s.trade_no IS NULL OR s.state NOT IN ('success', 'partial', 'failed'))
+{% if params.region %}AND p.region = '{{ params.region | replace("'", "''") }}'{% endif %}
 """
 
 with DAG(
@@ -36,6 +38,7 @@ with DAG(
     params={
         "vexora_conn_id": Param("vexora_default", type="string"),
         "warehouse_conn_id": Param("vexora_warehouse", type="string"),
+        "region": Param("", type="string", description="only payouts of this region ('' = all)"),
     },
     tags=["vexora", "example"],
 ) as dag:

@@ -28,12 +28,12 @@ class TestExampleDags:
 
     def test_connection_ids_come_from_params(self, dagbag: Any) -> None:
         for dag_id in dagbag.dag_ids:
-            dag = dagbag.get_dag(dag_id)
+            dag = dagbag.dags[dag_id]
             assert dag.params["vexora_conn_id"] == "vexora_default"
             assert dag.params["warehouse_conn_id"] == "vexora_warehouse"
 
     def test_sensor_waits_on_the_batch_and_gates_downstream(self, dagbag: Any) -> None:
-        dag = dagbag.get_dag("example_vexora_sensor_gated")
+        dag = dagbag.dags["example_vexora_sensor_gated"]
         sensor = dag.get_task("wait_for_payouts")
         assert sensor.deferrable is True
         assert sensor.upstream_task_ids == {"payouts_in_batch"}
@@ -42,11 +42,11 @@ class TestExampleDags:
             assert dag.get_task(downstream).upstream_task_ids == {"route", "wait_for_payouts"}
 
     def test_sync_summary_is_reported(self, dagbag: Any) -> None:
-        dag = dagbag.get_dag("example_vexora_warehouse_sync")
+        dag = dagbag.dags["example_vexora_warehouse_sync"]
         assert dag.get_task("report").upstream_task_ids == {"refresh_payout_statuses"}
 
     def test_large_sync_maps_over_batches_not_trades(self, dagbag: Any) -> None:
-        dag = dagbag.get_dag("example_vexora_mapped_sync")
+        dag = dagbag.dags["example_vexora_mapped_sync"]
         refresh = dag.get_task("refresh_batch")
         assert refresh.upstream_task_ids == {"plan_batches"}
         assert refresh.max_active_tis_per_dag == 4
