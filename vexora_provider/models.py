@@ -7,6 +7,7 @@ all call :meth:`StatusMap.classify`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +34,9 @@ __all__ = [
 ]
 
 SUCCESS_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# The zero-padded form every region sends, parsed without strptime (~10x cheaper, and the bulk
+# fetch parses one per payout); anything else still goes through strptime's rules.
+_SUCCESS_TIME_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})")
 
 
 class PayoutState(StrEnum):
@@ -257,8 +261,14 @@ def parse_success_time(value: object, tz: ZoneInfo | None, *, trade_no: str | No
         return None
     if not isinstance(value, str):
         raise VexoraResponseFormatError(f"successTime is not a string: {value!r}", trade_no=trade_no)
+    text = value.strip()
     try:
-        naive = datetime.strptime(value.strip(), SUCCESS_TIME_FORMAT)
+        match = _SUCCESS_TIME_RE.fullmatch(text)
+        if match:
+            year, month, day, hour, minute, second = (int(part) for part in match.groups())
+            naive = datetime(year, month, day, hour, minute, second)
+        else:
+            naive = datetime.strptime(text, SUCCESS_TIME_FORMAT)
     except ValueError:
         raise VexoraResponseFormatError(
             f"successTime {value!r} is not yyyy-MM-dd HH:mm:ss", trade_no=trade_no
