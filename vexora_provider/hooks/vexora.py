@@ -299,7 +299,8 @@ class VexoraAsyncSession:
     :meth:`VexoraHook.async_session` so the client is closed on exit.
 
     :param config: the resolved connection.
-    :param client: the client to send through (owned by the caller).
+    :param client: the session's client (owned and closed by the caller).
+    :param transport: the client's transport; requests go straight to it (see ``_send``).
     :param concurrency: default number of requests in flight for :meth:`stream_payout_statuses`.
     :param stats: counters to update; a fresh :class:`FetchStats` when omitted.
     """
@@ -309,18 +310,23 @@ class VexoraAsyncSession:
         *,
         config: VexoraConfig,
         client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         concurrency: int = DEFAULT_CONCURRENCY,
         stats: FetchStats | None = None,
     ) -> None:
         self.config = config
         self.stats = stats if stats is not None else FetchStats()
         self.concurrency = concurrency
-        self._client = client
+        self.client = client
+        self._transport = transport
+        self._status_url = httpx.URL(config.url(PAYOUT_STATUS_PATH))
+        self._balance_url = httpx.URL(config.url(BALANCE_PATH))
+        # Built once: httpx copies a Headers object cheaply but normalises plain pairs per request.
+        self._headers = httpx.Headers({"Host": self._status_url.netloc.decode("ascii"), **_headers(config)})
+        self._extensions = {"timeout": client.timeout.as_dict()}
         self._limiter = _retry.AsyncRateLimiter(config.requests_per_second)
         self._policy = _Policy(max_attempts=config.max_attempts, stats=self.stats, pause=self._limiter.pause)
         self._streams: set[asyncio.Task[None]] = set()
-        self._status_url = httpx.URL(config.url(PAYOUT_STATUS_PATH))
-        self._balance_url = httpx.URL(config.url(BALANCE_PATH))
 
     async def _call(
         self,
@@ -329,7 +335,7 @@ class VexoraAsyncSession:
         parse: Callable[[httpx.Response], T],
         trade_no: str | None,
     ) -> T:
-        stats, config, client = self.stats, self.config, self._client
+        stats, config = self.stats, self.config
         stats.requested += 1
         attempt = 0
         while True:
@@ -338,7 +344,7 @@ class VexoraAsyncSession:
             try:
                 try:
                     # Signed afresh per try: the timestamp is part of the signature.
-                    response = await client.post(url, content=_body(fields, config.secret))
+                    response = await self._send(url, _body(fields, config.secret))
                 except httpx.TransportError as exc:
                     raise _transport_error(exc, config, trade_no) from exc
                 result = parse(response)
@@ -352,6 +358,24 @@ class VexoraAsyncSession:
                 continue
             stats.succeeded += 1
             return result
+
+    async def _send(self, url: httpx.URL, body: bytes) -> httpx.Response:
+        # Straight to the transport: AsyncClient.send adds ~80 µs of CPU per request (request
+        # merging, auth and redirect machinery, cookie extraction through urllib shims) for
+        # features we do not use -- a third of the budget at 1,000 req/s. The client still owns
+        # the transport and its lifetime.
+        headers = self._headers.copy()
+        headers["Content-Length"] = str(len(body))
+        # A ready stream plus complete headers skips httpx's per-request header defaulting.
+        request = httpx.Request(
+            "POST", url, headers=headers, stream=httpx.ByteStream(body), extensions=self._extensions
+        )
+        response = await self._transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     async def get_payout_status(self, trade_no: str) -> PayoutStatus:
         """Return the status of one payout; raise a typed :class:`VexoraError` after retries."""
@@ -668,7 +692,9 @@ class VexoraHook(BaseHook):
             transport=transport, timeout=_timeout(config), headers=_headers(config), follow_redirects=False
         )
         async with client:
-            session = VexoraAsyncSession(config=config, client=client, concurrency=concurrency, stats=stats)
+            session = VexoraAsyncSession(
+                config=config, client=client, transport=transport, concurrency=concurrency, stats=stats
+            )
             try:
                 yield session
             finally:

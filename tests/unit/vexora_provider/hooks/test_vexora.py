@@ -647,7 +647,7 @@ class TestVexoraAsyncSession:
             await session.get_payout_status("T1")
             await session.get_payout_status("T2")
             await session.get_balance()
-            client = session._client
+            client = session.client
         assert created.call_count == 1
         assert client.is_closed
         # The injected transport is borrowed, not closed: the hook can open another session.
@@ -657,7 +657,7 @@ class TestVexoraAsyncSession:
     @pytest.mark.anyio
     async def test_default_transport_is_aiohttp(self, conn_env: Any) -> None:
         async with VexoraHook().async_session(concurrency=3) as session:
-            assert isinstance(session._client._transport, AiohttpTransport)
+            assert isinstance(session._transport, AiohttpTransport)
 
 
 @pytest.fixture
