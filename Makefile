@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 demo: venv
-	$(BIN)/python -m vexora_provider.demo
+	$(BIN)/python demo/run_demo.py
 
 lint: venv
 	$(BIN)/ruff check .
