@@ -1,0 +1,266 @@
+"""Sensor that waits until Vexora payouts are final, by poking or deferred to the triggerer."""
+
+from __future__ import annotations
+
+import ast
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+)
+
+from vexora_provider.exceptions import VexoraError
+from vexora_provider.hooks.vexora import VexoraHook
+from vexora_provider.models import PayoutQueryError, PayoutStatus
+from vexora_provider.policy import (
+    DEFAULT_MAX_CONSECUTIVE_FAILURES,
+    DEFAULT_SUCCESS_STATES,
+    PERMANENT_ERRORS,
+    PayoutWatch,
+    StatusDict,
+    SuccessPolicy,
+    Verdict,
+)
+from vexora_provider.triggers.payout_status import PayoutStatusTrigger, validate_event
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, XComArg
+
+__all__ = ["PayoutStatusSensor"]
+
+# task_state_store key that carries the failed-poll count across reschedules (new process each poke).
+FAILED_POLLS_KEY = "vexora_failed_polls"
+
+
+def normalize_trade_nos(value: object) -> tuple[list[str], bool]:
+    """
+    Return the rendered ``trade_no`` as a list without duplicates, and whether it was a single one.
+
+    A list rendered by Jinja without ``render_template_as_native_obj`` arrives as its text
+    (``"['a', 'b']"``); that text is read back as the list it was.
+    """
+    single = isinstance(value, str)
+    if isinstance(value, str) and value.strip().startswith("[") and value.strip().endswith("]"):
+        try:
+            value = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(f"trade_no {value!r} looks like a list but is not one") from None
+        single = False
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Sequence) or isinstance(items, bytes):
+        raise TypeError(f"trade_no must be a string or a list of strings, not {type(value).__name__}")
+    trade_nos: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise TypeError(f"trade_no: every trade number must be a non-empty string, got {item!r}")
+        if item.strip() not in trade_nos:
+            trade_nos.append(item.strip())
+    return trade_nos, single
+
+
+class PayoutStatusSensor(BaseSensorOperator):
+    """
+    Wait until every listed Vexora payout is final, then return the statuses as XCom.
+
+    Returns one status dict for a single ``trade_no`` string, or a list of dicts in input order
+    for a list: ``trade_no``, ``platform_trade_no``, ``state``, ``status_code``, ``message``,
+    amounts as strings and ``success_time`` in ISO 8601.
+
+    A payout final in a state outside ``success_states`` fails the task at once with
+    ``AirflowFailException`` (no retries), naming the trade, code and message; so does a status
+    code Vexora does not document (map it in the connection's ``status_map`` extra). A poll whose
+    query fails, after the hook's own retries, only fails the task after
+    ``max_consecutive_failures`` failed polls in a row.
+
+    :param trade_no: one trade number, or a list (templated; an ``XComArg`` works and wires the
+        dependency). Duplicates are watched once.
+    :param vexora_conn_id: the ``vexora`` connection.
+    :param success_states: terminal states that count as success (``success``, ``partial``,
+        ``failed``); default ``success`` and ``partial``.
+    :param fail_on_failed: whether a payout final outside ``success_states`` fails the task;
+        when ``False`` the sensor succeeds and its XCom shows the state.
+    :param max_consecutive_failures: failed polls in a row before the task fails (retryable).
+    :param deferrable: wait in the triggerer instead of a worker slot; default from
+        ``[operators] default_deferrable``.
+    :param poke_interval: seconds between polls (default 60); ``exponential_backoff`` and
+        ``max_wait`` apply in both modes.
+    """
+
+    template_fields: Sequence[str] = ("trade_no", "vexora_conn_id")
+    ui_color = "#d8ecf3"
+
+    def __init__(
+        self,
+        *,
+        trade_no: str | Sequence[str] | XComArg,
+        vexora_conn_id: str = VexoraHook.default_conn_name,
+        success_states: Sequence[str] = DEFAULT_SUCCESS_STATES,
+        fail_on_failed: bool = True,
+        max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poke_interval: timedelta | float = 60,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        self.policy = SuccessPolicy.from_names(success_states, fail_on_failed=fail_on_failed)
+        if max_consecutive_failures < 1:
+            raise ValueError("max_consecutive_failures must be at least 1")
+        self.trade_no = trade_no
+        self.vexora_conn_id = vexora_conn_id
+        self.success_states = self.policy.success_state_names
+        self.fail_on_failed = fail_on_failed
+        self.max_consecutive_failures = max_consecutive_failures
+        self.deferrable = deferrable
+        self._watch: PayoutWatch | None = None
+
+    @cached_property
+    def hook(self) -> VexoraHook:
+        """The hook for ``vexora_conn_id`` (no connection lookup until the first query)."""
+        return VexoraHook(vexora_conn_id=self.vexora_conn_id)
+
+    def _close_hook(self) -> None:
+        if "hook" in self.__dict__:
+            self.hook.close()
+
+    def _trade_nos(self) -> tuple[list[str], bool]:
+        try:
+            return normalize_trade_nos(self.trade_no)
+        except (TypeError, ValueError) as error:
+            raise AirflowFailException(str(error)) from None
+
+    def _get_watch(self, context: Context) -> PayoutWatch:
+        if self._watch is None:
+            trade_nos, _ = self._trade_nos()
+            self._watch = PayoutWatch(trade_nos, self.policy, self.max_consecutive_failures)
+            if self.reschedule:
+                self._watch.failed_polls = self._stored_failed_polls(context)
+        return self._watch
+
+    def _stored_failed_polls(self, context: Context) -> int:
+        store = context.get("task_state_store")
+        if store is None:
+            return 0
+        try:
+            value = store.get(FAILED_POLLS_KEY, 0)
+        except Exception:
+            self.log.warning("Cannot read the failed-poll count; counting from zero", exc_info=True)
+            return 0
+        return value if isinstance(value, int) else 0
+
+    def _store_failed_polls(self, context: Context, count: int) -> None:
+        store = context.get("task_state_store")
+        if store is None:
+            return
+        try:
+            store.set(FAILED_POLLS_KEY, count)
+        except Exception:
+            self.log.warning("Cannot save the failed-poll count", exc_info=True)
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """Query every payout not final yet and judge the answers with the success policy."""
+        watch = self._get_watch(context)
+        if not watch.trade_nos:
+            self.log.warning("trade_no is an empty list: nothing to wait for")
+            return PokeReturnValue(is_done=True, xcom_value=[])
+        results: list[PayoutStatus | PayoutQueryError] = []
+        for trade_no in watch.to_poll():
+            try:
+                status = self.hook.get_payout_status(trade_no)
+            except VexoraError as error:
+                results.append(PayoutQueryError(trade_no, error))
+                if isinstance(error, PERMANENT_ERRORS):
+                    break  # the verdict is settled; querying the rest would only repeat it
+                continue
+            if status.is_terminal:
+                self.log.info("Trade %s is %s (status %s)", trade_no, status.state.value, status.status_code)
+            results.append(status)
+        previous_failures = watch.failed_polls
+        verdict = watch.record(results)
+        if self.reschedule and watch.failed_polls != previous_failures:
+            self._store_failed_polls(context, watch.failed_polls)
+        return self._conclude(verdict, watch)
+
+    def _conclude(self, verdict: Verdict, watch: PayoutWatch) -> PokeReturnValue:
+        if verdict.outcome == "success":
+            return PokeReturnValue(is_done=True, xcom_value=self._xcom(verdict.statuses))
+        if verdict.outcome == "failed" or (verdict.outcome == "error" and not verdict.retryable):
+            raise AirflowFailException(verdict.message)
+        if verdict.outcome == "error":
+            # Deferrable mode turns every error into a skip under soft_fail; poke mode must agree.
+            if self.soft_fail:
+                raise AirflowSkipException(f"Skipping due to soft_fail: {verdict.message}")
+            raise AirflowException(verdict.message)
+        if verdict.message:
+            self.log.warning("%s; %s", verdict.message, watch.pending_summary())
+        else:
+            self.log.info("Waiting: %s", watch.pending_summary())
+        return PokeReturnValue(is_done=False)
+
+    def _xcom(self, statuses: list[StatusDict]) -> StatusDict | list[StatusDict]:
+        _, single = self._trade_nos()
+        return statuses[0] if single else statuses
+
+    def execute(self, context: Context) -> Any:
+        """Poke (or reschedule) as usual; when deferrable, poke once and defer if not final."""
+        if not self.deferrable:
+            try:
+                return super().execute(context)
+            finally:
+                self._close_hook()
+        deadline = time.time() + self.timeout
+        try:
+            first = self.poke(context)
+        except AirflowSkipException:
+            raise
+        except AirflowException as error:
+            # The same conversion BaseSensorOperator applies to pokes and to execute_complete.
+            if self.soft_fail or self.never_fail:
+                raise AirflowSkipException(f"Skipping due to soft_fail/never_fail: {error}") from error
+            raise
+        finally:
+            self._close_hook()
+        if first.is_done:
+            return first.xcom_value
+        watch = self._get_watch(context)
+        self.defer(
+            trigger=PayoutStatusTrigger(
+                trade_nos=list(watch.trade_nos),
+                vexora_conn_id=self.vexora_conn_id,
+                end_time=deadline,
+                poll_interval=self.poke_interval,
+                exponential_backoff=self.exponential_backoff,
+                max_wait=self.max_wait.total_seconds() if self.max_wait else None,
+                success_states=self.success_states,
+                fail_on_failed=self.fail_on_failed,
+                max_consecutive_failures=self.max_consecutive_failures,
+                known_statuses=list(watch.terminal.values()),
+                failed_polls=watch.failed_polls,
+            ),
+            method_name="execute_complete",
+            # Expiry of the deferral becomes AirflowSensorTimeout in BaseSensorOperator.
+            timeout=timedelta(seconds=max(deadline - time.time(), 0.0)),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger fired: return the statuses on success, raise on anything else."""
+        try:
+            event = validate_event(event)
+        except ValueError as error:
+            raise AirflowException(f"PayoutStatusTrigger sent an invalid event: {error}") from None
+        status, message = event["status"], event["message"]
+        if status == "success":
+            self.log.info("Payouts final: %s", message)
+            return self._xcom(event["statuses"])
+        if status == "timeout":
+            raise AirflowSensorTimeout(f"Sensor has timed out: {message}")
+        if status == "failed" or not event.get("retryable", True):
+            raise AirflowFailException(message)
+        raise AirflowException(message)
