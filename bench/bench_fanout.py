@@ -4,14 +4,17 @@ A raw ASGI Vexora stand-in (uvicorn + httptools, in a subprocess on 127.0.0.1, p
 OS) answers ``queryPayOutResult`` after a fixed latency ``L``, checking every signature. In the
 same run the client measures:
 
-- ``hook``: our bulk API with its default transport (httpx API over aiohttp), N trades, C in flight;
-- ``plain-httpx``: the same bulk API on one plain ``httpx.AsyncClient`` transport at C in flight
-  (smaller N: it runs at ~100 req/s);
-- ``sequential``: one request at a time through the same session (smaller N, extrapolated per
+- ``hook``: our bulk API (``stream_payout_statuses``) with its default transport (httpx API over
+  aiohttp), N trades, C in flight;
+- ``raw-aiohttp``: the floor -- the same signing and parsing straight on ``aiohttp``, C workers;
+- ``plain-httpx``: the same work on one plain ``httpx.AsyncClient`` (its own httpcore pool) at C
+  in flight (smaller N: it runs at ~100 req/s; wall extrapolated per request to N);
+- ``sequential``: one request at a time through the hook's session (smaller N, extrapolated per
   request to N).
 
-Each mode runs ``--runs`` times; the summary reports medians: wall seconds, ratio to N·L/C,
-req/s and client CPU per request (``time.process_time`` of the client process only).
+Modes alternate within each run so background load hits them alike. The summary reports
+medians over ``--runs``: wall seconds, ratio to N·L/C, req/s, client CPU per request
+(``time.process_time`` of the client process only) and the 1-minute load average seen.
 
     .venv/bin/python bench/bench_fanout.py                 # N=5000, L=50 ms, C=64, 3 runs
     .venv/bin/python bench/bench_fanout.py --loop uvloop   # the same on uvloop
@@ -29,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 SECRET = "dbecac55466b4958a2d06069fcf49e18"
@@ -145,9 +149,7 @@ class Server:
 # --- client ---------------------------------------------------------------------------------
 
 
-def _hook(base_url: str, mode: str, concurrency: int) -> Any:
-    import httpx
-
+def _hook(base_url: str) -> Any:
     from vexora_provider.hooks.vexora import VexoraHook
 
     os.environ["AIRFLOW_CONN_VEXORA_BENCH"] = json.dumps(
@@ -159,29 +161,75 @@ def _hook(base_url: str, mode: str, concurrency: int) -> Any:
             "extra": {"max_attempts": 1},
         }
     )
-    transport = None
-    if mode == "plain-httpx":
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        transport = httpx.AsyncHTTPTransport(limits=limits)
-    return VexoraHook("vexora_bench", async_transport=transport)
+    return VexoraHook("vexora_bench")
+
+
+async def _drain(trade_nos: Iterator[str], concurrency: int, fetch: Callable[[str], Awaitable[bool]]) -> int:
+    """C workers pulling from one iterator: the loop every baseline shares."""
+    ok = 0
+
+    async def worker() -> None:
+        nonlocal ok
+        for trade_no in trade_nos:
+            done = await fetch(trade_no)
+            ok += done
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return ok
 
 
 async def _run(base_url: str, mode: str, n: int, concurrency: int) -> dict[str, Any]:
-    from vexora_provider.models import PayoutStatus
+    import aiohttp
+    import httpx
 
-    hook = _hook(base_url, mode, concurrency)
-    await hook.aget_config()
+    from vexora_provider.hooks.vexora import PAYOUT_STATUS_PATH, _body, _headers, _parse_status
+    from vexora_provider.models import PayoutStatus
+    from vexora_provider.signing import timestamp_ms
+
+    hook = _hook(base_url)
+    config = await hook.aget_config()
+    url = config.url(PAYOUT_STATUS_PATH)
     trade_nos = (f"T{i:010d}" for i in range(n))
     ok = 0
-    async with hook.async_session(concurrency=concurrency) as session:
-        await session.get_payout_status("WARMUP")  # connection set-up, imports, config
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with (
+        hook.async_session(concurrency=concurrency) as session,
+        httpx.AsyncClient(limits=limits, headers=_headers(config)) as client,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as raw,
+    ):
+
+        async def via_httpx(trade_no: str) -> bool:
+            # The hook's work (sign, JSON, parse) on one plain AsyncClient and its own pool.
+            body = _body({"tradeNo": trade_no, "timestamp": timestamp_ms()}, config.secret)
+            response = await client.post(url, content=body)
+            return isinstance(_parse_status(response, trade_no, config), PayoutStatus)
+
+        async def via_aiohttp(trade_no: str) -> bool:
+            # Floor: the same work straight on aiohttp, no httpx objects, no retry/limiter.
+            body = _body({"tradeNo": trade_no, "timestamp": timestamp_ms()}, config.secret)
+            async with raw.post(url, data=body, headers=_headers(config)) as response:
+                content = await response.read()
+            fake = httpx.Response(response.status, content=content)
+            return isinstance(_parse_status(fake, trade_no, config), PayoutStatus)
+
+        # Connection set-up, imports and config outside the timed part.
+        await session.get_payout_status("WARMUP")
+        await via_httpx("WARMUP")
+        await via_aiohttp("WARMUP")
+        load = os.getloadavg()[0]
         cpu0, t0 = time.process_time(), time.perf_counter()
         if mode == "sequential":
             for trade_no in trade_nos:
                 ok += isinstance(await session.get_payout_status(trade_no), PayoutStatus)
-        else:
+        elif mode == "hook":
             async for item in session.stream_payout_statuses(trade_nos, concurrency=concurrency):
                 ok += isinstance(item, PayoutStatus)
+        elif mode == "plain-httpx":
+            ok = await _drain(trade_nos, concurrency, via_httpx)
+        elif mode == "raw-aiohttp":
+            ok = await _drain(trade_nos, concurrency, via_aiohttp)
+        else:
+            raise ValueError(mode)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return {
         "mode": mode,
@@ -191,6 +239,7 @@ async def _run(base_url: str, mode: str, n: int, concurrency: int) -> dict[str, 
         "wall_s": wall,
         "rps": n / wall,
         "cpu_ms_per_req": 1000 * cpu / n,
+        "load1": load,
     }
 
 
@@ -213,7 +262,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--n-sequential", type=int, default=60)
     parser.add_argument("--n-plain", type=int, default=800)
-    parser.add_argument("--modes", default="hook,plain-httpx,sequential")
+    parser.add_argument("--modes", default="hook,raw-aiohttp,plain-httpx,sequential")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     parser.add_argument("--json", help="append raw results as JSON lines to this file")
     args = parser.parse_args()
@@ -222,7 +271,12 @@ def main() -> None:
         return
 
     latency = args.latency_ms / 1000
-    sizes = {"hook": args.n, "plain-httpx": args.n_plain, "sequential": args.n_sequential}
+    sizes = {
+        "hook": args.n,
+        "raw-aiohttp": args.n,
+        "plain-httpx": args.n_plain,
+        "sequential": args.n_sequential,
+    }
     modes = args.modes.split(",")
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
     with Server(latency) as base_url:
@@ -244,25 +298,27 @@ def main() -> None:
         f"ideal N*L/C = {ideal:.2f}s; medians of {args.runs} runs\n"
     )
     print(
-        f"| mode | N measured | wall (s) | wall for N={args.n} (s) | x N·L/C | req/s | client CPU/req (ms) |"
+        f"| mode | N measured | wall (s) | wall for N={args.n} (s) | x N·L/C | req/s "
+        "| client CPU/req (ms) | load1 |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     medians: dict[str, float] = {}
     for mode in modes:
         rows = results[mode]
         wall = statistics.median(r["wall_s"] for r in rows)
         rps = statistics.median(r["rps"] for r in rows)
         cpu = statistics.median(r["cpu_ms_per_req"] for r in rows)
+        load = statistics.median(r["load1"] for r in rows)
         scaled = args.n / rps  # same N as the bulk run (extrapolated per request for smaller N)
         medians[mode] = scaled
         print(
             f"| {mode} | {rows[0]['n']} | {wall:.2f} | {scaled:.2f} | {scaled / ideal:.2f} | "
-            f"{rps:.0f} | {cpu:.3f} |"
+            f"{rps:.0f} | {cpu:.3f} | {load:.1f} |"
         )
     if "hook" in medians:
-        for other in ("sequential", "plain-httpx"):
+        for other in ("sequential", "plain-httpx", "raw-aiohttp"):
             if other in medians:
-                print(f"\nhook is {medians[other] / medians['hook']:.1f}x faster than {other}")
+                print(f"hook is {medians[other] / medians['hook']:.2f}x faster than {other}")
 
 
 if __name__ == "__main__":
