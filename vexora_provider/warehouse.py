@@ -182,13 +182,10 @@ def query_error_row(merchant_no: str, failure: PayoutQueryError, failed_at: date
     )
 
 
-def dedupe_latest(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def dedupe_latest(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Keep the last row per (merchant_no, trade_no): a batch may hold the same trade twice."""
-    latest: dict[tuple[Any, Any], tuple[Any, ...]] = {}
-    for row in rows:
-        latest.pop((row[0], row[1]), None)  # re-insert so the order follows the latest arrival
-        latest[(row[0], row[1])] = row
-    return list(latest.values())
+    latest = {(row[0], row[1]): row for row in rows}
+    return rows if len(latest) == len(rows) else list(latest.values())
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -363,10 +360,14 @@ class WarehouseWriter(ABC):
         result: set[str] = self._run("reading terminal trades", work)
         return result
 
-    def write_batch(self, statuses: Sequence[StatusRow], errors: Sequence[ErrorRow], *, batch: int) -> None:
-        """Upsert a batch of status rows and error rows in one transaction."""
-        rows = [self.adapt_status(r) for r in dedupe_latest(statuses)]
-        failed = [self.adapt_error(r) for r in dedupe_latest(errors)]
+    def write_batch(self, statuses: list[StatusRow], errors: list[ErrorRow], *, batch: int) -> None:
+        """
+        Upsert a batch in one transaction; rows must come from :meth:`adapt_status`/:meth:`adapt_error`.
+
+        Rows are converted as they arrive (on the fetch side), so a batch only costs SQL here.
+        """
+        rows = dedupe_latest(statuses)
+        failed = dedupe_latest(errors)
         self._run(
             f"writing batch {batch} ({len(rows)} rows, {len(failed)} errors)",
             lambda cur: self._write(cur, rows, failed),
@@ -456,8 +457,27 @@ class SqliteWriter(WarehouseWriter):
     def _begin(self, cur: Any) -> None:
         cur.execute("BEGIN IMMEDIATE")
 
+    def __init__(self, hook: DbApiHook, table: TableName) -> None:
+        super().__init__(hook, table)
+        self._last_time: datetime | None = None
+        self._last_text: str | None = None
+
+    def _fetched(self, value: datetime) -> str | None:
+        # Rows fetched together share one fetched_at object: format it once (isoformat is slow).
+        if value is not self._last_time:
+            self._last_time, self._last_text = value, _iso(value)
+        return self._last_text
+
     def adapt_status(self, row: StatusRow) -> StatusRow:
-        return (*row[:6], _text(row[6]), _text(row[7]), _text(row[8]), _iso(row[9]), _iso(row[10]), row[11])
+        return (
+            *row[:6],
+            _text(row[6]),
+            _text(row[7]),
+            _text(row[8]),
+            _iso(row[9]),
+            self._fetched(row[10]),
+            row[11],
+        )
 
     def adapt_error(self, row: ErrorRow) -> ErrorRow:
         return (*row[:5], _iso(row[5]))
@@ -471,22 +491,27 @@ class SqliteWriter(WarehouseWriter):
                 + _update_set(STATUS_COLUMNS, self.quote, "excluded.{col}"),
                 rows,
             )
-        keys = [(r[0], r[1]) for r in (*rows, *errors)]
-        cur.executemany(
-            f"DELETE FROM {self.errors_sql} WHERE {self._columns(['merchant_no'])} = ? "
-            f"AND {self._columns(['trade_no'])} = ?",
-            keys,
-        )
+        self._delete_keys(cur, self.errors_sql, rows)
         if errors:
-            cur.executemany(self._insert_sql(self.errors_sql, ERROR_COLUMNS), errors)
+            cur.executemany(
+                self._insert_sql(self.errors_sql, ERROR_COLUMNS)
+                + f" ON CONFLICT ({key}) DO UPDATE SET "
+                + _update_set(ERROR_COLUMNS, self.quote, "excluded.{col}"),
+                errors,
+            )
 
 
 def _text(value: Decimal | None) -> str | None:
-    return None if value is None else f"{value:f}"
+    # Amounts come from status_row() quantized to 4 places, where str() never uses an exponent.
+    return None if value is None else str(value)
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat(sep=" ", timespec="microseconds")
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(sep=" ", timespec="microseconds")
 
 
 class PostgresWriter(WarehouseWriter):

@@ -60,8 +60,10 @@ class CountingCursor:
         return getattr(self.inner, name)
 
 
-def rows_for(n: int, state: str = "success", start: int = 0) -> list[tuple[Any, ...]]:
-    return [status_row(MERCHANT, status(f"T{i:06d}", state), NOW) for i in range(start, start + n)]
+def rows_for(n: int, state: str = "success", start: int = 0, writer: Any = None) -> list[tuple[Any, ...]]:
+    """Status rows, converted for ``writer`` when given (as the operator does on arrival)."""
+    rows = [status_row(MERCHANT, status(f"T{i:06d}", state), NOW) for i in range(start, start + n)]
+    return [writer.adapt_status(r) for r in rows] if writer else rows
 
 
 def load(writer: Any, n: int) -> list[str]:
@@ -70,7 +72,7 @@ def load(writer: Any, n: int) -> list[str]:
     real_cursor = conn.cursor
     with mock.patch.object(writer, "_conn", mock.Mock(wraps=conn)) as wrapped:
         wrapped.cursor = lambda: CountingCursor(real_cursor(), calls)
-        writer.write_batch(rows_for(n), [], batch=1)
+        writer.write_batch(rows_for(n, writer=writer), [], batch=1)
     return calls
 
 
@@ -113,7 +115,9 @@ class TestStatusRow:
 
     def test_dedupe_latest_wins(self) -> None:
         a1, b, a2 = ("m", "A", 1), ("m", "B", 2), ("m", "A", 3)
-        assert dedupe_latest([a1, b, a2]) == [b, a2]
+        assert sorted(dedupe_latest([a1, b, a2])) == [a2, b]
+        rows = [a1, b]
+        assert dedupe_latest(rows) is rows  # nothing to drop: no copy
 
 
 class TestSqliteWriter:
@@ -121,7 +125,8 @@ class TestSqliteWriter:
         writer = SqliteWriter(FakeSqliteHook(tmp_path / "w.db"), TableName.parse("st"))  # type: ignore[arg-type]
         writer.create_tables()
         writer.create_tables()  # IF NOT EXISTS
-        batch = [*rows_for(50), status_row(MERCHANT, status("T000001", "failed", "0.1"), NOW)]
+        latest = writer.adapt_status(status_row(MERCHANT, status("T000001", "failed", "0.1"), NOW))
+        batch = [*rows_for(50, writer=writer), latest]
         writer.write_batch(batch, [], batch=1)
         first = writer.conn.execute("SELECT * FROM st ORDER BY trade_no").fetchall()
         writer.write_batch(batch, [], batch=2)
@@ -134,13 +139,19 @@ class TestSqliteWriter:
     def test_statements_per_batch_do_not_grow_with_rows(self, tmp_path: Path) -> None:
         writer = SqliteWriter(FakeSqliteHook(tmp_path / "w.db"), TableName.parse("st"))  # type: ignore[arg-type]
         writer.create_tables()
-        assert load(writer, 10) == load(writer, 3000) == ["BEGIN", "INSERT*", "DELETE*"]
+        # One executemany for the rows; the errors table is cleared by key, 500 keys a statement.
+        assert load(writer, 10) == ["BEGIN", "INSERT*", "DELETE"]
+        assert load(writer, 3000) == ["BEGIN", "INSERT*"] + ["DELETE"] * 6
 
     def test_terminal_lookup(self, tmp_path: Path) -> None:
         writer = SqliteWriter(FakeSqliteHook(tmp_path / "w.db"), TableName.parse("st"))  # type: ignore[arg-type]
         writer.create_tables()
         writer.write_batch(
-            rows_for(700, "success") + rows_for(5, "pending", 700) + rows_for(5, "unknown", 705), [], batch=1
+            rows_for(700, "success", 0, writer)
+            + rows_for(5, "pending", 700, writer)
+            + rows_for(5, "unknown", 705, writer),
+            [],
+            batch=1,
         )
         asked = [f"T{i:06d}" for i in range(0, 720)]
         terminal = writer.terminal_trade_nos(MERCHANT, asked)
@@ -150,18 +161,19 @@ class TestSqliteWriter:
     def test_errors_cleared_on_load_and_never_touch_status(self, tmp_path: Path) -> None:
         writer = SqliteWriter(FakeSqliteHook(tmp_path / "w.db"), TableName.parse("st"))  # type: ignore[arg-type]
         writer.create_tables()
-        writer.write_batch(rows_for(1, "pending"), [], batch=1)
+        writer.write_batch(rows_for(1, "pending", writer=writer), [], batch=1)
         err = error_row(MERCHANT, "T000000", error_type="E", error="boom", attempts=4, failed_at=NOW)
-        writer.write_batch([], [err], batch=2)
+        writer.write_batch([], [writer.adapt_error(err)], batch=2)
+        writer.write_batch([], [writer.adapt_error(err)], batch=3)  # failing twice keeps one row
         assert writer.conn.execute("SELECT state FROM st").fetchall() == [("pending",)]
         assert writer.conn.execute("SELECT trade_no, attempts FROM st_errors").fetchall() == [("T000000", 4)]
-        writer.write_batch(rows_for(1, "success"), [], batch=3)
+        writer.write_batch(rows_for(1, "success", writer=writer), [], batch=4)
         assert writer.conn.execute("SELECT count(*) FROM st_errors").fetchone() == (0,)
 
     def test_failure_is_wrapped_and_rolled_back(self, tmp_path: Path) -> None:
         writer = SqliteWriter(FakeSqliteHook(tmp_path / "w.db"), TableName.parse("st"))  # type: ignore[arg-type]
         with pytest.raises(WarehouseError, match=r"writing batch 7 \(2 rows, 0 errors\) on st \(sqlite\)"):
-            writer.write_batch(rows_for(2), [], batch=7)
+            writer.write_batch(rows_for(2, writer=writer), [], batch=7)
         writer.conn.execute("SELECT 1")  # the connection is still usable
 
 
@@ -172,7 +184,7 @@ class TestGenericWriter:
         writer = GenericWriter(FakeSqliteHook(tmp_path / "g.db"), TableName.parse("gt"))  # type: ignore[arg-type]
         writer.create_tables()
         for attempt in range(2):
-            writer.write_batch(rows_for(1200), [], batch=attempt)
+            writer.write_batch(rows_for(1200, writer=writer), [], batch=attempt)
         assert writer.conn.execute("SELECT count(*) FROM gt").fetchone() == (1200,)
         calls = load(writer, 1200)
         # 3 chunked key deletes per table (500 keys per IN list), 1 executemany insert.
