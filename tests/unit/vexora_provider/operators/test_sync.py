@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from tests.unit.vexora_provider.operators._fakes import FakeHook, failure
+from vexora_provider.operators._sync import FAILED_SAMPLE_SIZE, WarehouseSync
+from vexora_provider.warehouse import WarehouseError
+
+
+class StubWriter:
+    """A writer that records batches; ``gate`` (if set) holds the first write until released."""
+
+    dialect = "stub"
+
+    def __init__(self, gate: threading.Event | None = None, fail_on: int | None = None) -> None:
+        self.gate, self.fail_on = gate, fail_on
+        self.batches: list[tuple[int, int]] = []
+        self.writing = threading.Event()
+        self.closed = False
+
+    def create_tables(self) -> None:
+        pass
+
+    def first_column(self, sql: str) -> list[str]:
+        return ["Q1", "Q2"]
+
+    def terminal_trade_nos(self, merchant_no: str, trade_nos: list[str]) -> set[str]:
+        return {t for t in trade_nos if t.startswith("DONE")}
+
+    def adapt_status(self, row: Any) -> Any:
+        return row
+
+    def adapt_error(self, row: Any) -> Any:
+        return row
+
+    def write_batch(self, statuses: list[Any], errors: list[Any], *, batch: int) -> None:
+        self.writing.set()
+        if self.gate is not None:
+            self.gate.wait(30)
+        if batch == self.fail_on:
+            raise WarehouseError("writing batch failed")
+        self.batches.append((len(statuses), len(errors)))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def sync(hook: FakeHook, writer: StubWriter, **kwargs: Any) -> WarehouseSync:
+    options: dict[str, Any] = {
+        "batch_size": 10,
+        "concurrency": 4,
+        "only_non_terminal": True,
+        "create_table": True,
+        "progress_interval": 30.0,
+        "log": mock.Mock(),
+    }
+    options.update(kwargs)
+    return WarehouseSync(hook=hook, writer=writer, **options)  # type: ignore[arg-type]
+
+
+class TestWarehouseSync:
+    def test_batches_counters_and_progress_lines(self) -> None:
+        answers: dict[str, Any] = {f"F{i}": failure(f"F{i}") for i in range(15)}
+        hook, writer = FakeHook(answers), StubWriter()
+        trades = [f"T{i}" for i in range(25)] + list(answers) + ["DONE1", "DONE2"]
+        run = sync(hook, writer)
+        counters = run.run(trade_nos=trades, trade_nos_sql=None)
+        assert (counters.total, counters.skipped, counters.requested) == (42, 2, 40)
+        assert (counters.loaded, counters.failed, counters.batches) == (25, 15, 4)
+        assert sum(s + e for s, e in writer.batches) == 40
+        assert len(counters.failed_sample) == FAILED_SAMPLE_SIZE
+        assert counters.by_state == {"success": 25}
+        assert writer.closed
+        lines = [c.args for c in run.log.info.call_args_list]  # type: ignore[attr-defined]
+        progress = [a for a in lines if a[1] == "Vexora sync progress"]
+        assert len(progress) == 4  # one per committed batch
+        final = next(a for a in lines if a[1] == "Vexora sync finished")
+        assert final[2:] == (42, 42, pytest.approx(final[4]), 25, 4, 15, 2, 0, 0)
+
+    def test_sql_input(self) -> None:
+        hook, writer = FakeHook(), StubWriter()
+        counters = sync(hook, writer).run(trade_nos=None, trade_nos_sql="select")
+        assert hook.session.asked == ["Q1", "Q2"]
+        assert counters.loaded == 2
+
+    def test_at_most_two_batches_in_memory(self) -> None:
+        gate = threading.Event()
+        hook, writer = FakeHook(), StubWriter(gate=gate)
+        trades = [f"T{i}" for i in range(200)]
+        result: dict[str, Any] = {}
+        worker = threading.Thread(
+            target=lambda: result.update(c=sync(hook, writer).run(trade_nos=trades, trade_nos_sql=None))
+        )
+        worker.start()
+        assert writer.writing.wait(30)
+        time.sleep(0.3)  # give the fetch loop every chance to run ahead while batch 1 is held
+        pulled = len(hook.session.asked)
+        gate.set()
+        worker.join(30)
+        # Batch 1 is being written, batch 2 has filled; nothing more is fetched until batch 1 ends.
+        assert pulled <= 2 * 10 + 1
+        assert result["c"].loaded == 200
+
+    def test_database_error_propagates_and_closes(self) -> None:
+        writer = StubWriter(fail_on=2)
+        with pytest.raises(WarehouseError):
+            sync(FakeHook(), writer).run(trade_nos=[f"T{i}" for i in range(50)], trade_nos_sql=None)
+        assert writer.closed
+        assert writer.batches == [(10, 0)]
