@@ -1,0 +1,224 @@
+"""End to end: a real Airflow (scheduler, triggerer, dag-processor, API server) runs the sensor.
+
+``airflow standalone`` starts in an isolated ``AIRFLOW_HOME`` on free loopback ports, with the
+DAGs of ``tests/integration/dags`` and ``vexora_default`` pointing at a simulator served from this
+test process. Both DAGs start by themselves (``@once``). The test proves that:
+
+- the deferrable sensor really deferred: it was seen in state ``deferred`` and the triggerer wrote
+  a trigger log for it, which shows its polls;
+- payouts that settle after a few polls make the sensor succeed, and its XCom is the statuses;
+- a failed payout fails its sensor with the trade, code and message in the task log;
+- the app secret is masked (``***``) in the task log that tried to print it, and appears in no
+  log file, nor in XCom.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from vexora_provider.testing import VexoraSimulator
+from vexora_provider.testing.server import SimulatorServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+DAGS = Path(__file__).parent / "dags"
+AIRFLOW = Path(sys.executable).parent / "airflow"
+SECRET = "e2e-app-secret-4f1c9a7be2d3"
+SETTLES, FAILS = "vexora_e2e_settles", "vexora_e2e_fails"
+SENSOR = "wait_for_payouts"
+DEADLINE = 300.0  # seconds for Airflow to start and both DAG runs to finish
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Standalone:
+    """
+    ``airflow standalone`` in its own process group, and read-only views of its home.
+
+    :param home: the isolated ``AIRFLOW_HOME``.
+    :param env: the environment of every Airflow process.
+    """
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.home = home
+        self.env = env
+        self.output = home / "standalone.out"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def migrate(self) -> None:
+        # airflow.cfg and the metadata DB must exist before standalone forks its components.
+        done = subprocess.run(
+            [str(AIRFLOW), "db", "migrate"], env=self.env, capture_output=True, timeout=300, check=False
+        )
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+
+    def start(self) -> None:
+        with self.output.open("wb") as out:
+            self.process = subprocess.Popen(
+                [str(AIRFLOW), "standalone"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # one process group: standalone spawns one per component
+            )
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.output.read_text(errors="replace") if self.output.exists() else "(no output)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+        db = self.home / "airflow.db"
+        if not db.exists():
+            return []
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+                return conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:
+            return []  # locked or not migrated yet: ask again on the next round
+
+    def task_states(self) -> dict[tuple[str, str], str | None]:
+        rows = self.query("select dag_id, task_id, state from task_instance")
+        return {(str(d), str(t)): (None if s is None else str(s)) for d, t, s in rows}
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[SimulatorServer]:
+    with VexoraSimulator(seed=5, secret=SECRET) as sim, sim.serve() as server:
+        # Settle after a few polls: the sensor pokes once, defers, the trigger polls the rest.
+        sim.add_payout("E2E-OK-1", "success", pending_polls=3, amount="250.00")
+        sim.add_payout("E2E-OK-2", "partial", pending_polls=2, amount="90.00")
+        sim.add_payout("E2E-FAIL-1", "failed", pending_polls=2, message="REJECTED_TRANSACTION")
+        yield server
+
+
+@pytest.fixture(scope="module")
+def airflow_run(
+    simulator: SimulatorServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Standalone, dict[tuple[str, str], set[str]]]]:
+    if not AIRFLOW.exists():
+        pytest.skip(f"no airflow executable next to {sys.executable}")
+    home = tmp_path_factory.mktemp("airflow-e2e")
+    api_port = free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{AIRFLOW.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "vexora-e2e-jwt-secret-0123456789abcdef",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False",  # the DAG asks for deferral itself
+        "AIRFLOW_CONN_VEXORA_DEFAULT": simulator.airflow_connection("nigeria", max_attempts=2),
+    }
+    env.pop("AIRFLOW_CONFIG", None)
+    airflow = Standalone(home, env)
+    airflow.migrate()
+    airflow.start()
+    seen: dict[tuple[str, str], set[str]] = {}
+    wanted = [(SETTLES, SENSOR), (SETTLES, "report"), (FAILS, SENSOR)]
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            assert airflow.process is not None
+            if airflow.process.poll() is not None:
+                pytest.fail(f"airflow standalone exited early:\n{airflow.tail()}")
+            states = airflow.task_states()
+            for key, state in states.items():
+                seen.setdefault(key, set()).add(str(state))
+            if all(states.get(key) in {"success", "failed", "upstream_failed"} for key in wanted):
+                break
+            time.sleep(0.5)  # deferral lasts seconds: frequent enough to see it
+        else:
+            pytest.fail(f"DAG runs did not finish in {DEADLINE:.0f}s; states {seen}\n{airflow.tail()}")
+        yield airflow, seen
+    finally:
+        airflow.stop()
+
+
+def task_logs(airflow: Standalone, dag_id: str, task_id: str) -> list[Path]:
+    return sorted((airflow.home / "logs").glob(f"dag_id={dag_id}/*/task_id={task_id}/*"))
+
+
+class TestPayoutStatusSensorOnRealAirflow:
+    def test_settling_payouts_defer_then_succeed(
+        self, airflow_run: tuple[Standalone, dict[tuple[str, str], set[str]]]
+    ) -> None:
+        airflow, seen = airflow_run
+        states = airflow.task_states()
+        assert states[(SETTLES, SENSOR)] == "success", airflow.tail()
+        assert states[(SETTLES, "report")] == "success", airflow.tail()
+        assert "deferred" in seen[(SETTLES, SENSOR)], seen
+        trigger_logs = [p for p in task_logs(airflow, SETTLES, SENSOR) if ".log.trigger." in p.name]
+        assert trigger_logs, task_logs(airflow, SETTLES, SENSOR)
+        assert "payouts not final yet" in "".join(p.read_text() for p in trigger_logs)
+
+        (value,) = airflow.query(
+            "select value from xcom where dag_id = ? and task_id = ? and key = 'return_value'",
+            SETTLES,
+            SENSOR,
+        )[0]
+        statuses = json.loads(value if isinstance(value, str) else bytes(value).decode())  # type: ignore[arg-type]
+        assert [(s["trade_no"], s["state"]) for s in statuses] == [
+            ("E2E-OK-1", "success"),
+            ("E2E-OK-2", "partial"),
+        ]
+        assert statuses[0]["amount"] == "250.00"
+        assert Decimal(statuses[1]["amount"]) < Decimal("90.00")  # partial: less than ordered was paid
+
+    def test_failed_payout_fails_its_task(
+        self, airflow_run: tuple[Standalone, dict[tuple[str, str], set[str]]]
+    ) -> None:
+        airflow, seen = airflow_run
+        assert airflow.task_states()[(FAILS, SENSOR)] == "failed", airflow.tail()
+        assert "deferred" in seen[(FAILS, SENSOR)], seen
+        text = "".join(p.read_text() for p in task_logs(airflow, FAILS, SENSOR))
+        assert "trade 'E2E-FAIL-1': payout failed (status 00029: REJECTED_TRANSACTION)" in text
+
+    def test_secret_masked_in_logs_and_absent_everywhere(
+        self, airflow_run: tuple[Standalone, dict[tuple[str, str], set[str]]]
+    ) -> None:
+        airflow, _ = airflow_run
+        probe = "".join(p.read_text() for p in task_logs(airflow, SETTLES, "leak_probe"))
+        assert "vexora connection vexora_default uses app secret ***" in probe
+        logs = [p for p in (airflow.home / "logs").rglob("*") if p.is_file()]
+        assert len(logs) >= 4
+        leaked = [p for p in logs if SECRET in p.read_text(errors="replace")]
+        assert not leaked
+        assert not airflow.query("select 1 from xcom where cast(value as text) like ?", f"%{SECRET}%")
