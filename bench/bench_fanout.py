@@ -182,9 +182,13 @@ async def _run(base_url: str, mode: str, n: int, concurrency: int) -> dict[str, 
     import aiohttp
     import httpx
 
-    from vexora_provider.hooks.vexora import PAYOUT_STATUS_PATH, _body, _headers, _parse_status
+    from vexora_provider.hooks._protocol import (
+        PAYOUT_STATUS_PATH,
+        parse_status_answer,
+        request_headers,
+        signed_json,
+    )
     from vexora_provider.models import PayoutStatus
-    from vexora_provider.signing import timestamp_ms
 
     hook = _hook(base_url)
     config = await hook.aget_config()
@@ -194,23 +198,23 @@ async def _run(base_url: str, mode: str, n: int, concurrency: int) -> dict[str, 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with (
         hook.async_session(concurrency=concurrency) as session,
-        httpx.AsyncClient(limits=limits, headers=_headers(config)) as client,
+        httpx.AsyncClient(limits=limits, headers=request_headers(config)) as client,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as raw,
     ):
 
         async def via_httpx(trade_no: str) -> bool:
             # The hook's work (sign, JSON, parse) on one plain AsyncClient and its own pool.
-            body = _body({"tradeNo": trade_no, "timestamp": timestamp_ms()}, config.secret)
+            body = signed_json({"tradeNo": trade_no}, config.secret)
             response = await client.post(url, content=body)
-            return isinstance(_parse_status(response, trade_no, config), PayoutStatus)
+            return isinstance(parse_status_answer(response, trade_no, config), PayoutStatus)
 
         async def via_aiohttp(trade_no: str) -> bool:
             # Floor: the same work straight on aiohttp, no httpx objects, no retry/limiter.
-            body = _body({"tradeNo": trade_no, "timestamp": timestamp_ms()}, config.secret)
-            async with raw.post(url, data=body, headers=_headers(config)) as response:
+            body = signed_json({"tradeNo": trade_no}, config.secret)
+            async with raw.post(url, data=body, headers=request_headers(config)) as response:
                 content = await response.read()
             fake = httpx.Response(response.status, content=content)
-            return isinstance(_parse_status(fake, trade_no, config), PayoutStatus)
+            return isinstance(parse_status_answer(fake, trade_no, config), PayoutStatus)
 
         # Connection set-up, imports and config outside the timed part.
         await session.get_payout_status("WARMUP")

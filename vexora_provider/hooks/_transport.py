@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import aiohttp
 import httpx
 
-__all__ = ["AiohttpTransport"]
+__all__ = ["AiohttpTransport", "BorrowedAsyncTransport", "BorrowedTransport"]
 
 # Headers aiohttp computes itself from the URL and the body; sending httpx's copies would
 # duplicate them.
@@ -107,3 +107,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+class BorrowedAsyncTransport(httpx.AsyncBaseTransport):
+    """An injected transport outlives each session: closing the client must not close it."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+        self.handle_async_request = transport.handle_async_request  # type: ignore[method-assign]
+
+
+class BorrowedTransport(httpx.BaseTransport):
+    """Sync twin of :class:`BorrowedAsyncTransport`."""
+
+    def __init__(self, transport: httpx.BaseTransport) -> None:
+        self.handle_request = transport.handle_request  # type: ignore[method-assign]

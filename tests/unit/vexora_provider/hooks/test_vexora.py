@@ -24,7 +24,7 @@ from vexora_provider.exceptions import (
     VexoraResponseFormatError,
     VexoraTransportError,
 )
-from vexora_provider.hooks import _retry
+from vexora_provider.hooks import _protocol, _retry
 from vexora_provider.hooks._transport import AiohttpTransport
 from vexora_provider.hooks.vexora import (
     FetchStats,
@@ -250,6 +250,23 @@ class TestVexoraHook:
         for request in gateway.requests:
             body = json.loads(request.content)
             assert verify(body, SECRET, body["sign"])
+
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("mode", ["sync", "async"])
+    async def test_each_try_has_a_fresh_timestamp(
+        self, hook: VexoraHook, gateway: ScriptedGateway, monkeypatch: pytest.MonkeyPatch, mode: str
+    ) -> None:
+        ticks = iter(range(1728613320000, 1728613330000, 1000))
+        monkeypatch.setattr(_protocol, "timestamp_ms", lambda: str(next(ticks)))
+        gateway.script["T1"] = [httpx.Response(503), httpx.Response(503)]
+        if mode == "sync":
+            hook.get_payout_status("T1")
+        else:
+            await hook.aget_payout_status("T1")
+        bodies = [json.loads(r.content) for r in gateway.requests]
+        assert [b["timestamp"] for b in bodies] == ["1728613320000", "1728613321000", "1728613322000"]
+        assert len({b["sign"] for b in bodies}) == 3
+        assert all(verify(b, SECRET, b["sign"]) for b in bodies)
 
     @pytest.mark.parametrize("case", list(TRANSIENT_REPLIES))
     def test_transient_exhausted(
