@@ -220,11 +220,15 @@ def _reject_constant(name: str) -> object:
     raise ValueError(name)
 
 
+# One decoder for every body: json.loads(..., parse_float=...) builds a new one per call.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
 def decode_envelope(content: bytes, *, trade_no: str | None = None) -> Envelope:
     """Decode a response body; numbers become ``Decimal``/``int``, never ``float``."""
     try:
-        body = json.loads(content, parse_float=Decimal, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
+        body = _DECODER.decode(content.decode(json.detect_encoding(content), "surrogatepass"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise VexoraResponseFormatError(
             f"body is not JSON ({len(content)} bytes)", trade_no=trade_no
         ) from None
@@ -265,7 +269,7 @@ def parse_success_time(value: object, tz: ZoneInfo | None, *, trade_no: str | No
     try:
         match = _SUCCESS_TIME_RE.fullmatch(text)
         if match:
-            year, month, day, hour, minute, second = (int(part) for part in match.groups())
+            year, month, day, hour, minute, second = map(int, match.groups())
             naive = datetime(year, month, day, hour, minute, second)
         else:
             naive = datetime.strptime(text, SUCCESS_TIME_FORMAT)
