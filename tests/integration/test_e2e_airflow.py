@@ -79,18 +79,38 @@ class Standalone:
             )
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        """Stop every process of the group: components can outlive standalone after SIGTERM."""
+        if self.process is None:
             return
-        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        group = self.process.pid
+        for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
             try:
-                os.killpg(self.process.pid, sig)
+                os.killpg(group, sig)
             except ProcessLookupError:
-                return
+                break
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and self._group_alive(group):
+                self.process.poll()  # reap the leader so it does not count as alive
+                time.sleep(0.2)
+            if not self._group_alive(group):
+                break
+        self.process.wait(10)
+
+    @staticmethod
+    def _group_alive(group: int) -> bool:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        # Zombies still answer signal 0: only count members that are really running.
+        for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
-                self.process.wait(grace)
-                return
-            except subprocess.TimeoutExpired:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
                 continue
+            if int(fields[2]) == group and fields[0] != "Z":
+                return True
+        return False
 
     def tail(self, lines: int = 60) -> str:
         text = self.output.read_text(errors="replace") if self.output.exists() else "(no output)"
