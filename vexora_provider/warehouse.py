@@ -491,7 +491,11 @@ class SqliteWriter(WarehouseWriter):
                 + _update_set(STATUS_COLUMNS, self.quote, "excluded.{col}"),
                 rows,
             )
-        self._delete_keys(cur, self.errors_sql, rows)
+        # BEGIN IMMEDIATE holds the write lock, so "no error rows" stays true until COMMIT: the
+        # usual case (nothing failed before) then skips the keyed deletes.
+        cur.execute(f"SELECT 1 FROM {self.errors_sql} LIMIT 1")
+        if cur.fetchone() is not None:
+            self._delete_keys(cur, self.errors_sql, rows)
         if errors:
             cur.executemany(
                 self._insert_sql(self.errors_sql, ERROR_COLUMNS)

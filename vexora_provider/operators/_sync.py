@@ -54,6 +54,7 @@ class SyncCounters:
     :param batches: batches committed.
     :param by_state: loaded rows per state.
     :param failed_sample: the first few failed trade numbers (the full list is the errors table).
+    :param started_at: ``time.monotonic()`` when the sync started.
     """
 
     total: int = 0
@@ -119,7 +120,7 @@ class WarehouseSync:
         only_non_terminal: bool,
         create_table: bool,
         progress_interval: float,
-        log: logging.Logger | Any,
+        log: logging.Logger | Any,  # Airflow's task logger is a structlog logger
     ) -> None:
         self.hook = hook
         self.writer = writer

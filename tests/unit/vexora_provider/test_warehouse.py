@@ -139,9 +139,12 @@ class TestSqliteWriter:
     def test_statements_per_batch_do_not_grow_with_rows(self, tmp_path: Path) -> None:
         writer = SqliteWriter(FakeSqliteHook(tmp_path / "w.db"), TableName.parse("st"))  # type: ignore[arg-type]
         writer.create_tables()
-        # One executemany for the rows; the errors table is cleared by key, 500 keys a statement.
-        assert load(writer, 10) == ["BEGIN", "INSERT*", "DELETE"]
-        assert load(writer, 3000) == ["BEGIN", "INSERT*"] + ["DELETE"] * 6
+        # One executemany for the rows, then a look at the errors table: empty, nothing to clear.
+        assert load(writer, 10) == load(writer, 3000) == ["BEGIN", "INSERT*", "SELECT"]
+        err = error_row(MERCHANT, "X", error_type="E", error="e", attempts=1, failed_at=NOW)
+        writer.write_batch([], [writer.adapt_error(err)], batch=2)
+        # With error rows present they are cleared by key, 500 keys a statement.
+        assert load(writer, 3000) == ["BEGIN", "INSERT*", "SELECT"] + ["DELETE"] * 6
 
     def test_terminal_lookup(self, tmp_path: Path) -> None:
         writer = SqliteWriter(FakeSqliteHook(tmp_path / "w.db"), TableName.parse("st"))  # type: ignore[arg-type]
