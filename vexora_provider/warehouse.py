@@ -72,6 +72,9 @@ _AMOUNT_SCALE = Decimal("0.0001")
 _AMOUNT_LIMIT = Decimal(10) ** 16  # numeric(20,4): 16 digits before the point
 _MAX_ERROR_TEXT = 1000
 _MAX_ERROR_TRADE_NO = 255  # an invalid trade number may be arbitrarily long; the key column is not
+# Column type oids binary COPY may write into: text (or varchar), numeric, timestamptz.
+_PG_TEXT, _PG_NUMERIC, _PG_TIMESTAMPTZ = frozenset({25, 1043}), frozenset({1700}), frozenset({1184})
+_PG_BINARY_TYPES = (_PG_TEXT,) * 6 + (_PG_NUMERIC,) * 3 + (_PG_TIMESTAMPTZ,) * 2 + (_PG_TEXT,)
 _BACKTICK_DIALECTS = frozenset({"mysql", "mariadb"})
 _IN_CHUNK = 500  # keys per IN (...) list: well under every driver's bind-parameter limit
 
@@ -526,6 +529,10 @@ class PostgresWriter(WarehouseWriter):
     timestamp = "TIMESTAMPTZ"
     stage = "_vexora_stage"
 
+    def __init__(self, hook: DbApiHook, table: TableName) -> None:
+        super().__init__(hook, table)
+        self._binary_types: list[int] | None = None  # decided once per writer
+
     def _write(self, cur: Any, rows: list[StatusRow], errors: list[ErrorRow]) -> None:
         q = self.quote
         cols = self._columns(STATUS_COLUMNS)
@@ -553,10 +560,25 @@ class PostgresWriter(WarehouseWriter):
                 [value for row in part for value in row],
             )
 
-    @staticmethod
-    def _copy(cur: Any, statement: str, rows: list[StatusRow]) -> None:
+    def _stage_types(self, cur: Any) -> list[int] | None:
+        """The stage's column type oids when they are the ones binary COPY is safe for, else None."""
+        if self._binary_types is None:
+            cur.execute(f"SELECT {self._columns(STATUS_COLUMNS)} FROM {self.stage} LIMIT 0")
+            oids = [column.type_code for column in cur.description]
+            ok = len(oids) == len(_PG_BINARY_TYPES) and all(
+                o in a for o, a in zip(oids, _PG_BINARY_TYPES, strict=True)
+            )
+            self._binary_types = oids if ok else []
+        return self._binary_types or None
+
+    def _copy(self, cur: Any, statement: str, rows: list[StatusRow]) -> None:
         if hasattr(cur, "copy"):  # psycopg 3
-            with cur.copy(statement) as copy:
+            # Binary COPY with declared types is ~1.5x faster than text on the client; only for
+            # our own column types (a table created by hand with other types gets text COPY).
+            types = self._stage_types(cur)
+            with cur.copy(statement + " (FORMAT BINARY)" if types else statement) as copy:
+                if types:
+                    copy.set_types(types)
                 for row in rows:
                     copy.write_row(row)
             return

@@ -79,6 +79,16 @@ def select(conn_id: str, sql: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
+def run_sql(conn_id: str, sql: str) -> None:
+    hook = db_hook(conn_id)
+    conn = hook.get_conn()
+    try:
+        conn.cursor().execute(sql)
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def normalise(row: Sequence[Any]) -> tuple[Any, ...]:
     """Make rows from any dialect comparable: Decimal amounts, aware UTC times."""
     out: list[Any] = list(row)

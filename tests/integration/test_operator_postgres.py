@@ -12,6 +12,7 @@ import pytest
 from tests.integration.operator_support import (
     drop_tables,
     dsn_connection,
+    run_sql,
     run_sync,
     select,
     simulator,
@@ -102,3 +103,22 @@ class TestPostgresTarget:
         writer.write_batch([row, odd], [], batch=1)
         writer.close()
         assert select("wh_pg", f'SELECT trade_no, message, amount FROM "{pg}"') == [("Q1", "", row[6])]
+
+    def test_own_table_with_other_types_gets_text_copy(self, pg: str) -> None:
+        ddl = (
+            f'CREATE TABLE "{pg}" (merchant_no varchar(32), trade_no varchar(64), platform_trade_no text, '
+            "status_code text, state text, message text, amount double precision, order_amount numeric, "
+            "pay_amount numeric, success_time timestamp, fetched_at timestamp, raw jsonb, "
+            "note text DEFAULT 'mine', PRIMARY KEY (merchant_no, trade_no))"
+        )
+        run_sql("wh_pg", ddl)
+        run_sql(
+            "wh_pg",
+            f'CREATE TABLE "{pg}_errors" (merchant_no text, trade_no text, error_type text, '
+            "error text, attempts int, failed_at timestamptz, PRIMARY KEY (merchant_no, trade_no))",
+        )
+        sim, trades = simulator(30)
+        with vexora_connection(sim) as vexora:
+            summary = run_sync(vexora, "wh_pg", pg, trades, create_table=False)
+        assert summary["loaded"] == 30
+        assert select("wh_pg", f'SELECT count(*), min(note) FROM "{pg}"') == [(30, "mine")]

@@ -212,17 +212,22 @@ class TestPostgresWriter:
         err = error_row(MERCHANT, "E1", error_type="E", error="x", attempts=1, failed_at=NOW)
         writer._write(cur, rows_for(3000), [err])
         statements = [c.args[0].split()[0] for c in cur.execute.call_args_list]
-        assert statements == ["CREATE", "INSERT", "DELETE", "INSERT"]
-        cur.copy.assert_called_once()
-        assert cur.copy.call_args.args[0].startswith("COPY _vexora_stage (")
+        # The first batch also reads the stage's column types, once.
+        assert statements == ["CREATE", "SELECT", "INSERT", "DELETE", "INSERT"]
+        cur.execute.reset_mock()
+        writer._write(cur, rows_for(10), [])
+        assert [c.args[0].split()[0] for c in cur.execute.call_args_list] == ["CREATE", "INSERT", "DELETE"]
+        assert cur.copy.call_args_list[0].args[0].startswith("COPY _vexora_stage (")
+        assert not cur.copy.call_args.args[0].endswith("(FORMAT BINARY)")  # mock description: not ours
         upsert = cur.execute.call_args_list[1].args[0]
         assert 'INSERT INTO "s"."t"' in upsert
         assert 'ON CONFLICT ("merchant_no", "trade_no") DO UPDATE' in upsert
-        assert cur.copy.return_value.__enter__.return_value.write_row.call_count == 3000
+        assert cur.copy.return_value.__enter__.return_value.write_row.call_count == 3010
 
     def test_psycopg2_copy_expert_csv(self) -> None:
         cur = mock.Mock(spec=["execute", "copy_expert"])
-        PostgresWriter._copy(cur, "COPY x FROM STDIN", [("a", None, "", Decimal("1.5"), NOW)])
+        writer = PostgresWriter(mock.Mock(), TableName.parse("t"))
+        writer._copy(cur, "COPY x FROM STDIN", [("a", None, "", Decimal("1.5"), NOW)])
         statement, buffer = cur.copy_expert.call_args.args
         assert statement.endswith("WITH (FORMAT csv)")
         assert buffer.getvalue() == '"a",,"","1.5","2026-03-01T12:00:00+00:00"\n'
