@@ -94,7 +94,9 @@ class TestStatusMap:
         assert StatusMap.with_overrides().classify(code) is PayoutState(state)
 
     def test_overrides_merge_over_defaults(self) -> None:
-        status_map = StatusMap.with_overrides({"0099": "FAILED", 15: "pending", "0015": "unknown"})
+        # Keys may arrive as JSON numbers when a user writes the extra by hand.
+        overrides: dict[Any, object] = {"0099": "FAILED", 15: "pending", "0015": "unknown"}
+        status_map = StatusMap.with_overrides(overrides)
         assert status_map.classify("0099") is PayoutState.FAILED
         assert status_map.classify("15") is PayoutState.PENDING
         assert status_map.classify("0015") is PayoutState.UNKNOWN

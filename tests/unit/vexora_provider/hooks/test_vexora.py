@@ -756,8 +756,15 @@ class TestBackoffDelay:
         ("attempt", "ceiling"), [(1, 0.5), (2, 1.0), (3, 2.0), (6, 16.0), (7, 30.0), (20, 30.0)]
     )
     def test_full_jitter_ceiling(self, monkeypatch: pytest.MonkeyPatch, attempt: int, ceiling: float) -> None:
-        monkeypatch.setattr(_retry, "uniform", lambda low, high: (low, high))
-        assert _retry.backoff_delay(attempt) == (0.0, ceiling)
+        bounds: list[tuple[float, float]] = []
+
+        def uniform(low: float, high: float) -> float:
+            bounds.append((low, high))
+            return high
+
+        monkeypatch.setattr(_retry, "uniform", uniform)
+        assert _retry.backoff_delay(attempt) == ceiling
+        assert bounds == [(0.0, ceiling)]
 
 
 class TestParseRetryAfter:
