@@ -140,4 +140,4 @@ def run_sync(
         **kwargs,
     )
     op.hook = VexoraHook(vexora_conn_id)
-    return op.execute({})  # type: ignore[arg-type]
+    return op.execute({})

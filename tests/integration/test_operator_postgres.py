@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
+import psycopg2  # type: ignore[import-untyped]
 import pytest
 
 from tests.integration.operator_support import (

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,9 +36,7 @@ run_sync(os.environ["VX"], os.environ["WH"], os.environ["TABLE"], trades, batch_
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def warehouse_conn(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
+def warehouse_conn(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "sqlite":
         conn = json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "w.db")})
     else:

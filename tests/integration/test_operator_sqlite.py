@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.operator_support import run_sync, simulator, table_rows, vexora_connection
+from vexora_provider.hooks.vexora import VexoraHook
+from vexora_provider.operators.payout_status import PayoutStatusToSqlOperator
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def sqlite_conn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def sqlite_conn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "warehouse.db"
     monkeypatch.setenv("AIRFLOW_CONN_WH_SQLITE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
     return path
@@ -55,16 +56,14 @@ class TestSqliteTarget:
             "SELECT o.trade_no FROM orders o LEFT JOIN vexora_payout_status s ON s.trade_no = o.trade_no "
             "WHERE s.trade_no IS NULL OR s.state NOT IN ('success', 'partial', 'failed')"
         )
-        from tests.integration.operator_support import PayoutStatusToSqlOperator, VexoraHook
-
         with vexora_connection(sim) as vexora:
             op = PayoutStatusToSqlOperator(
                 task_id="s", vexora_conn_id=vexora, sql_conn_id="wh_sqlite", trade_nos_sql=query
             )
             op.hook = VexoraHook(vexora)
-            first = op.execute({})  # type: ignore[arg-type]
+            first = op.execute({})
             op.hook = VexoraHook(vexora)
-            second = op.execute({})  # type: ignore[arg-type]
+            second = op.execute({})
         assert first["requested"] == 300
         assert second["requested"] == first["by_state"].get("pending", 0) + first["by_state"].get(
             "unknown", 0

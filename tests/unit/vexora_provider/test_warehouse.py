@@ -183,7 +183,8 @@ class TestSqliteWriter:
 class TestGenericWriter:
     def test_delete_then_insert_on_sqlite(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         # The generic path passes Decimal, as DB-API drivers expect; sqlite3 needs to be taught it.
-        monkeypatch.setitem(sqlite3.adapters, (Decimal, sqlite3.PrepareProtocol), str)
+        adapters: dict[Any, Any] = sqlite3.adapters
+        monkeypatch.setitem(adapters, (Decimal, sqlite3.PrepareProtocol), str)
         writer = GenericWriter(FakeSqliteHook(tmp_path / "g.db"), TableName.parse("gt"))  # type: ignore[arg-type]
         writer.create_tables()
         for attempt in range(2):

@@ -91,7 +91,7 @@ class TestPayoutStatusToSqlOperator:
         with mock.patch("airflow.sdk.BaseOperator.render_template") as base:
             assert op.render_template(["A", "B"], {}) == ["A", "B"]
         base.assert_not_called()
-        assert op.render_template(["{{ 1 + 1 }}"], {}) == ["2"]  # type: ignore[arg-type]
+        assert op.render_template(["{{ 1 + 1 }}"], {}) == ["2"]
 
     def test_string_trade_nos_refused(self, warehouse: Path) -> None:
         op = make(FakeHook(), trade_nos=["A"])

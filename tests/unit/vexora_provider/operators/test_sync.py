@@ -68,15 +68,15 @@ class TestWarehouseSync:
         answers: dict[str, Any] = {f"F{i}": failure(f"F{i}") for i in range(15)}
         hook, writer = FakeHook(answers), StubWriter()
         trades = [f"T{i}" for i in range(25)] + list(answers) + ["DONE1", "DONE2"]
-        run = sync(hook, writer)
-        counters = run.run(trade_nos=trades, trade_nos_sql=None)
+        log = mock.Mock()
+        counters = sync(hook, writer, log=log).run(trade_nos=trades, trade_nos_sql=None)
         assert (counters.total, counters.skipped, counters.requested) == (42, 2, 40)
         assert (counters.loaded, counters.failed, counters.batches) == (25, 15, 4)
         assert sum(s + e for s, e in writer.batches) == 40
         assert len(counters.failed_sample) == FAILED_SAMPLE_SIZE
         assert counters.by_state == {"success": 25}
         assert writer.closed
-        lines = [c.args for c in run.log.info.call_args_list]  # type: ignore[attr-defined]
+        lines = [c.args for c in log.info.call_args_list]
         progress = [a for a in lines if a[1] == "Vexora sync progress"]
         assert len(progress) == 4  # one per committed batch
         final = next(a for a in lines if a[1] == "Vexora sync finished")
