@@ -609,7 +609,8 @@ class MySqlWriter(WarehouseWriter):
 
     dialect = "mysql"
     quote = "`"
-    text_key = "VARCHAR(255)"
+    # Binary collation: MySQL's default one is case-insensitive, which would merge "ab" and "AB".
+    text_key = "VARCHAR(255) COLLATE utf8mb4_bin"
     text = "LONGTEXT"
     numeric = "DECIMAL(20,4)"
     timestamp = "DATETIME(6)"

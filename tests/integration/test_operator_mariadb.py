@@ -78,3 +78,14 @@ class TestMariaDbTarget:
             run_sync(vexora, "wh_maria", maria, trades[:1], only_non_terminal=False)
             assert select("wh_maria", f"SELECT count(*) FROM `{maria}_errors`") == [(0,)]
         assert summary["by_state"] == {k: v for k, v in summary["by_state"].items() if v}
+
+    def test_trade_numbers_differing_in_case_stay_apart(self, maria: str) -> None:
+        sim, _ = simulator(0)
+        sim.add_payout("CaseX1", "success", region="nigeria")
+        sim.add_payout("casex1", "failed", region="nigeria")
+        with vexora_connection(sim) as vexora:
+            run_sync(vexora, "wh_maria", maria, ["CaseX1", "casex1"])
+        assert sorted(select("wh_maria", f"SELECT trade_no, state FROM `{maria}`")) == [
+            ("CaseX1", "success"),
+            ("casex1", "failed"),
+        ]
