@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["PayoutStatusSensor"]
 
 # task_state_store key that carries the failed-poll count across reschedules (new process each poke).
+# The store is scoped to the task, not the try, so the value names its try: a retry starts afresh.
 FAILED_POLLS_KEY = "vexora_failed_polls"
 
 
@@ -144,23 +145,30 @@ class PayoutStatusSensor(BaseSensorOperator):
                 self._watch.failed_polls = self._stored_failed_polls(context)
         return self._watch
 
+    @staticmethod
+    def _try_number(context: Context) -> int | None:
+        return getattr(context.get("ti"), "try_number", None)
+
     def _stored_failed_polls(self, context: Context) -> int:
         store = context.get("task_state_store")
         if store is None:
             return 0
         try:
-            value = store.get(FAILED_POLLS_KEY, 0)
+            value = store.get(FAILED_POLLS_KEY, None)
         except Exception:
             self.log.warning("Cannot read the failed-poll count; counting from zero", exc_info=True)
             return 0
-        return value if isinstance(value, int) else 0
+        if not isinstance(value, dict) or value.get("try_number") != self._try_number(context):
+            return 0  # nothing stored, or left by an earlier try
+        count = value.get("failed_polls")
+        return count if isinstance(count, int) else 0
 
     def _store_failed_polls(self, context: Context, count: int) -> None:
         store = context.get("task_state_store")
         if store is None:
             return
         try:
-            store.set(FAILED_POLLS_KEY, count)
+            store.set(FAILED_POLLS_KEY, {"try_number": self._try_number(context), "failed_polls": count})
         except Exception:
             self.log.warning("Cannot save the failed-poll count", exc_info=True)
 

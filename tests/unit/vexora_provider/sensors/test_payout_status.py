@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -486,18 +487,40 @@ class TestPayoutStatusSensor:
         gateway = ScriptedGateway({"T1": [transient(), transient(), PENDING, transient()]})
         monkeypatch.setattr(sensor_module, "VexoraHook", gateway)
 
-        def poke() -> Any:
+        def poke(try_number: int = 1) -> Any:
             # Each reschedule is a fresh process: a fresh sensor, the same task_state_store.
             sensor = PayoutStatusSensor(task_id="wait", trade_no="T1", mode="reschedule")
-            return sensor.poke({"task_state_store": store})  # type: ignore[arg-type]
+            ti = SimpleNamespace(try_number=try_number)
+            return sensor.poke({"task_state_store": store, "ti": ti})  # type: ignore[arg-type]
 
         assert not poke()
         assert not poke()
-        assert store["vexora_failed_polls"] == 2
+        assert store["vexora_failed_polls"] == {"try_number": 1, "failed_polls": 2}
         assert not poke()  # pending: a healthy answer clears the count
-        assert store["vexora_failed_polls"] == 0
+        assert store["vexora_failed_polls"] == {"try_number": 1, "failed_polls": 0}
         assert not poke()
-        assert store["vexora_failed_polls"] == 1
+        assert store["vexora_failed_polls"] == {"try_number": 1, "failed_polls": 1}
+
+    def test_reschedule_mode_retry_starts_a_fresh_count(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # The store outlives the try; a retry after "3 polls in a row" must get its own 3 polls.
+        class Store(dict[str, Any]):
+            def set(self, key: str, value: Any) -> None:
+                self[key] = value
+
+        store = Store()
+        monkeypatch.setattr(sensor_module, "VexoraHook", ScriptedGateway({"T1": [transient()]}))
+
+        def poke(try_number: int) -> Any:
+            sensor = PayoutStatusSensor(task_id="wait", trade_no="T1", mode="reschedule")
+            ti = SimpleNamespace(try_number=try_number)
+            return sensor.poke({"task_state_store": store, "ti": ti})  # type: ignore[arg-type]
+
+        assert not poke(1)
+        assert not poke(1)
+        with pytest.raises(AirflowException, match="3 polls in a row"):
+            poke(1)
+        assert not poke(2)  # the first failed poll of the retry is 1 of 3, not 4
+        assert store["vexora_failed_polls"] == {"try_number": 2, "failed_polls": 1}
 
     def test_poke_mode_uses_exponential_backoff_of_the_base_sensor(self) -> None:
         sensor = PayoutStatusSensor(task_id="wait", trade_no="T1", exponential_backoff=True, poke_interval=30)
