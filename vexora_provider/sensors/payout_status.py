@@ -36,6 +36,12 @@ if TYPE_CHECKING:
 
 __all__ = ["PayoutStatusSensor"]
 
+# The trigger ends the wait at the deadline itself, after one last poll that may take a retry
+# budget (tries x timeouts + backoff). The deferral's own timeout is only the backstop for a task
+# no triggerer runs, so it comes later: were it equal, Airflow could cut that last poll short and
+# a payout settled just in time would still time out.
+DEFERRAL_GRACE = timedelta(minutes=5)
+
 # task_state_store key that carries the failed-poll count across reschedules (new process each poke).
 # The store is scoped to the task, not the try, so the value names its try: a retry starts afresh.
 FAILED_POLLS_KEY = "vexora_failed_polls"
@@ -254,7 +260,7 @@ class PayoutStatusSensor(BaseSensorOperator):
             ),
             method_name="execute_complete",
             # Expiry of the deferral becomes AirflowSensorTimeout in BaseSensorOperator.
-            timeout=timedelta(seconds=max(deadline - time.time(), 0.0)),
+            timeout=timedelta(seconds=max(deadline - time.time(), 0.0)) + DEFERRAL_GRACE,
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
