@@ -110,7 +110,8 @@ class TestConnectionsTest:
         (request,) = _BalanceStub.requests
         assert request["path"] == "/nigeria/v1/vexora/queryBalance"
         assert request["merchantNo"] == MERCHANT
-        assert SECRET not in result.stdout + result.stderr
+        leaked = SECRET in result.stdout + result.stderr
+        assert not leaked, "the CLI output shows the app secret"  # never print it
 
     def test_wrong_secret(self, airflow_env: dict[str, str], stub_url: str) -> None:
         wrong = "0123456789abcdef0123456789abcdef"
@@ -120,7 +121,8 @@ class TestConnectionsTest:
         assert "Connection failed!" in output
         assert "VexoraAuthError" in output
         assert "8000" in output
-        assert wrong not in output
+        leaked = wrong in output
+        assert not leaked, "the CLI output shows the app secret"  # never print it
 
     def test_refused(self, airflow_env: dict[str, str]) -> None:
         env = {**airflow_env, "AIRFLOW_CONN_VEXORA_CLI_DOWN": _connection("http://127.0.0.1:9/nigeria")}

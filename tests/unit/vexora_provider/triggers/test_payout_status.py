@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.sdk.serde import deserialize, serialize
 
 from vexora_provider.exceptions import (
@@ -175,19 +176,19 @@ class TestPayoutStatusTrigger:
         json.dumps(kwargs)
 
     @pytest.mark.parametrize(
-        "overrides",
+        ("overrides", "message"),
         [
-            {"trade_nos": "T1"},
-            {"trade_nos": []},
-            {"success_states": ["pending"]},
-            {"success_states": ["unknown"]},
-            {"poll_interval": -1},
-            {"max_consecutive_failures": 0},
+            ({"trade_nos": "T1"}, "trade_nos must be a non-empty list"),
+            ({"trade_nos": []}, "trade_nos must be a non-empty list"),
+            ({"success_states": ["pending"]}, "'pending' is not a terminal state"),
+            ({"success_states": ["unknown"]}, "'unknown' is not a terminal state"),
+            ({"poll_interval": -1}, "poll_interval must not be negative"),
+            ({"max_consecutive_failures": 0}, "max_consecutive_failures must be at least 1"),
         ],
         ids=["str", "empty", "pending", "unknown", "negative-interval", "zero-threshold"],
     )
-    def test_rejects_bad_kwargs(self, overrides: dict[str, Any]) -> None:
-        with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+    def test_rejects_bad_kwargs(self, overrides: dict[str, Any], message: str) -> None:
+        with pytest.raises(ValueError, match=message):
             make(**overrides)
 
     @pytest.mark.anyio
@@ -363,25 +364,42 @@ class TestSecretNeverLeaves:
         data = {"tradeNo": trade_no, "status": code, "message": "done"}
         return httpx.Response(200, json={"code": "0000", "msg": "success", "success": True, "data": data})
 
-    @pytest.mark.parametrize("trade_nos", [["T-OK"], ["T-OK", "T-FAIL"], ["T-OK", "T-ERR"]])
-    def test_events_carry_no_secret(self, trade_nos: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    @pytest.mark.parametrize(
+        ("trade_nos", "status"),
+        [(["T-OK"], "success"), (["T-OK", "T-FAIL"], "failed"), (["T-OK", "T-ERR"], "error")],
+    )
+    def test_events_carry_no_secret(
+        self, trade_nos: list[str], status: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         hook = partial(VexoraHook, async_transport=httpx.MockTransport(self.handler))
         monkeypatch.setattr(trigger_module, "VexoraHook", hook)
         trigger = make(trade_nos=trade_nos, end_time=time.time() + 3600, max_consecutive_failures=1)
         (event,) = asyncio.run(events_of(trigger))
-        assert event["status"] in {"success", "failed", "error"}
-        assert SECRET not in json.dumps(event)
+        assert event["status"] == status
+        assert [s["trade_no"] for s in event["statuses"]] == trade_nos[: len(event["statuses"])]
+        leaked = SECRET in json.dumps(event)
+        assert not leaked, "the trigger event carries the app secret"  # never print it
 
-    @pytest.mark.parametrize("trade_no", ["T-OK", ["T-OK"], "T-FAIL", "T-ERR"])
-    def test_xcom_and_errors_carry_no_secret(self, trade_no: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    @pytest.mark.parametrize(
+        ("trade_no", "raises"),
+        [("T-OK", None), (["T-OK"], None), ("T-FAIL", AirflowFailException), ("T-ERR", AirflowException)],
+    )
+    def test_xcom_and_errors_carry_no_secret(
+        self, trade_no: Any, raises: type[AirflowException] | None, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         hook = partial(VexoraHook, transport=httpx.MockTransport(self.handler))
         monkeypatch.setattr(sensor_module, "VexoraHook", hook)
         sensor = PayoutStatusSensor(
             task_id="wait", trade_no=trade_no, poke_interval=0, max_consecutive_failures=1
         )
-        try:
-            result: object = sensor.execute({})  # type: ignore[arg-type]
-        except Exception as error:
-            result = f"{type(error).__name__}: {error}"
+        result: object
+        if raises is None:
+            result = sensor.execute({})  # type: ignore[arg-type]
+        else:
+            with pytest.raises(raises) as raised:
+                sensor.execute({})  # type: ignore[arg-type]
+            assert type(raised.value) is raises
+            result = str(raised.value)
         assert "T-" in json.dumps(result)
-        assert SECRET not in json.dumps(result)
+        leaked = SECRET in json.dumps(result)
+        assert not leaked, "the XCom or the error carries the app secret"  # never print it
