@@ -93,8 +93,8 @@ class PayoutStatusTrigger(BaseTrigger):
             raise ValueError("poll_interval must not be negative")
         if max_consecutive_failures < 1:
             raise ValueError("max_consecutive_failures must be at least 1")
-        # Validate the plain data now so a bad kwarg fails at defer time, not in the triggerer.
-        SuccessPolicy.from_names(success_states, fail_on_failed=fail_on_failed)
+        # Built (and so validated) now: a bad kwarg fails at defer time, not in the triggerer.
+        self._policy = SuccessPolicy.from_names(success_states, fail_on_failed=fail_on_failed)
         self.trade_nos = [str(t) for t in trade_nos]
         self.vexora_conn_id = vexora_conn_id
         self.end_time = float(end_time)
@@ -129,7 +129,7 @@ class PayoutStatusTrigger(BaseTrigger):
     def _watch(self) -> PayoutWatch:
         return PayoutWatch(
             trade_nos=self.trade_nos,
-            policy=SuccessPolicy.from_names(self.success_states, fail_on_failed=self.fail_on_failed),
+            policy=self._policy,
             max_consecutive_failures=self.max_consecutive_failures,
             terminal={str(s["trade_no"]): s for s in self.known_statuses},
             failed_polls=self.failed_polls,
