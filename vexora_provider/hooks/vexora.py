@@ -146,6 +146,13 @@ class VexoraHook(BaseHook):
     def _limiter(self) -> _retry.RateLimiter:
         return _retry.RateLimiter(self.config.requests_per_second)
 
+    def _retry_policy(self, max_attempts: int) -> RetryPolicy:
+        return RetryPolicy(max_attempts=max_attempts, stats=self.stats, pause=self._limiter.pause)
+
+    @cached_property
+    def _policy(self) -> RetryPolicy:
+        return self._retry_policy(self.config.max_attempts)
+
     def _call(
         self,
         client: httpx.Client,
@@ -154,10 +161,9 @@ class VexoraHook(BaseHook):
         parse: Callable[[httpx.Response], T],
         trade_no: str | None,
         *,
-        max_attempts: int,
+        policy: RetryPolicy,
     ) -> T:
         config, stats, limiter = self.config, self.stats, self._limiter
-        policy = RetryPolicy(max_attempts=max_attempts, stats=stats, pause=limiter.pause)
         url = config.url(path)
         stats.requested += 1
         attempt = 0
@@ -191,19 +197,12 @@ class VexoraHook(BaseHook):
             {"tradeNo": trade_no},
             lambda response: parse_status_answer(response, trade_no, config),
             trade_no,
-            max_attempts=config.max_attempts,
+            policy=self._policy,
         )
 
     def get_balance(self) -> Balance:
         """Return the merchant's balance (``queryBalance``)."""
-        return self._call(
-            self._client,
-            BALANCE_PATH,
-            {},
-            parse_balance_answer,
-            None,
-            max_attempts=self.config.max_attempts,
-        )
+        return self._call(self._client, BALANCE_PATH, {}, parse_balance_answer, None, policy=self._policy)
 
     def test_connection(self) -> tuple[bool, str]:
         """Query the balance once (read-only, own short timeout); never raises."""
@@ -211,14 +210,8 @@ class VexoraHook(BaseHook):
             config = self.config
             with self._new_client(config, timeout_for(config, cap=TEST_CONNECTION_TIMEOUT)) as client:
                 # One try: a test must answer within the UI's patience, and says what failed.
-                self._call(
-                    client,
-                    BALANCE_PATH,
-                    {},
-                    parse_balance_answer,
-                    None,
-                    max_attempts=1,
-                )
+                policy = self._retry_policy(max_attempts=1)
+                self._call(client, BALANCE_PATH, {}, parse_balance_answer, None, policy=policy)
         except VexoraError as err:
             return False, f"{type(err).__name__}: {err}"
         except Exception as exc:
