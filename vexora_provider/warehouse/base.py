@@ -7,6 +7,7 @@ conversions and its ``_write`` (the upsert of one batch).
 from __future__ import annotations
 
 import contextlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -16,7 +17,14 @@ from airflow.sdk.exceptions import AirflowException
 
 from vexora_provider.models import TERMINAL_STATES
 from vexora_provider.warehouse.names import TableName
-from vexora_provider.warehouse.rows import KEY_COLUMNS, ErrorRow, StatusRow, dedupe_latest
+from vexora_provider.warehouse.rows import (
+    ERROR_COLUMNS,
+    KEY_COLUMNS,
+    STATUS_COLUMNS,
+    ErrorRow,
+    StatusRow,
+    dedupe_latest,
+)
 from vexora_provider.warehouse.schema import ColumnTypes, create_table_statements, quote_columns
 
 if TYPE_CHECKING:
@@ -24,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["IN_CHUNK", "NaiveUtcTimes", "WarehouseError", "WarehouseWriter", "chunks", "dialect_name"]
 
+# A quoted run in a driver message: '…' (MySQL, SQLite), "…" (PostgreSQL) or `…`.
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`")
 IN_CHUNK = 500  # keys per IN (...) list: well under every driver's bind-parameter limit
 
 T = TypeVar("T")
@@ -43,13 +53,20 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def describe(exc: BaseException) -> str:
-    """Return the exception's type and the driver's primary error line, without DETAIL lines."""
-    # Driver messages can carry row values (MySQL "Duplicate entry '…'", Postgres DETAIL lines);
-    # keep only the primary line, and prefer Postgres' primary message which never has them.
+def describe(exc: BaseException, identifiers: frozenset[str] = frozenset()) -> str:
+    """Return the driver's primary error line with every quoted run but ``identifiers`` masked."""
+    # Driver messages can carry row values: MySQL's primary line does ("Duplicate entry '…'",
+    # "Incorrect decimal value: '…'"), PostgreSQL's sometimes ('invalid input syntax for type
+    # numeric: "…"') besides its DETAIL lines. Keep the primary line only, and mask what is quoted
+    # in it unless it names one of our own tables or columns.
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) or (str(exc).splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {primary[:300]}"
+
+    def mask(match: re.Match[str]) -> str:
+        quoted = match.group(0)
+        return quoted if quoted[1:-1].rsplit(".", 1)[-1] in identifiers else f"{quoted[0]}…{quoted[-1]}"
+
+    return f"{type(exc).__name__}: {_QUOTED.sub(mask, primary[:300])}"
 
 
 def dialect_name(hook: DbApiHook) -> str:
@@ -92,6 +109,10 @@ class WarehouseWriter(ABC):
         self.table = table
         self.status_sql = table.quoted(self.quote)
         self.errors_sql = table.errors.quoted(self.quote)
+        # Names a driver message may quote and that are safe to show (MySQL's key is 'PRIMARY').
+        self._identifiers = frozenset(
+            {table.schema or "", table.name, table.errors.name, *STATUS_COLUMNS, *ERROR_COLUMNS, "PRIMARY"}
+        )
         self._conn: Any = None
 
     # -- connection and transactions -----------------------------------------------------------
@@ -133,7 +154,9 @@ class WarehouseWriter(ABC):
         except Exception as exc:
             with contextlib.suppress(Exception):  # the original error is what matters
                 conn.rollback()
-            raise WarehouseError(f"{what} on {self.table} ({self.dialect}) failed: {describe(exc)}") from None
+            raise WarehouseError(
+                f"{what} on {self.table} ({self.dialect}) failed: {describe(exc, self._identifiers)}"
+            ) from None
         finally:
             cur.close()
 

@@ -180,6 +180,50 @@ class TestSqliteWriter:
         writer.conn.execute("SELECT 1")  # the connection is still usable
 
 
+class TestDriverMessages:
+    """A failed statement's message names our table and columns, never the values it carried."""
+
+    @pytest.mark.parametrize(
+        ("driver_message", "expected"),
+        [
+            (
+                "1062 (23000): Duplicate entry '3060414594-SECRET_TRADE' for key 'PRIMARY'",
+                "1062 (23000): Duplicate entry '…' for key 'PRIMARY'",
+            ),
+            (
+                "1366 (22007): Incorrect decimal value: 'SECRET' for column `wh`.`st`.`amount` at row 1",
+                "1366 (22007): Incorrect decimal value: '…' for column `wh`.`st`.`amount` at row 1",
+            ),
+            ("Table 'wh.st_errors' doesn't exist", "Table 'wh.st_errors' doesn't exist"),
+            (
+                'invalid input syntax for type numeric: "SECRET"\nDETAIL: Key (trade_no)=(SECRET)',
+                'invalid input syntax for type numeric: "…"',
+            ),
+            (
+                'column "amount" of relation "st" does not exist',
+                'column "amount" of relation "st" does not exist',
+            ),
+        ],
+    )
+    def test_values_masked_identifiers_kept(self, tmp_path: Path, driver_message: str, expected: str) -> None:
+        writer = SqliteWriter(FakeSqliteHook(tmp_path / "w.db"), TableName.parse("wh.st"))  # type: ignore[arg-type]
+
+        def fail(cur: Any) -> None:
+            raise RuntimeError(driver_message)
+
+        with pytest.raises(WarehouseError) as info:
+            writer._run("writing batch 1", fail)
+        assert str(info.value) == f"writing batch 1 on wh.st (sqlite) failed: RuntimeError: {expected}"
+        assert "SECRET" not in str(info.value)
+
+    def test_postgres_primary_message_preferred(self, tmp_path: Path) -> None:
+        error = RuntimeError("full text\nDETAIL: Key (trade_no)=(SECRET) already exists")
+        error.diag = mock.Mock(message_primary='duplicate key value violates unique constraint "st_pkey"')  # type: ignore[attr-defined]
+        writer = SqliteWriter(FakeSqliteHook(tmp_path / "w.db"), TableName.parse("st"))  # type: ignore[arg-type]
+        with pytest.raises(WarehouseError, match=r'unique constraint "…"$'):
+            writer._run("writing batch 1", lambda cur: (_ for _ in ()).throw(error))
+
+
 class TestGenericWriter:
     def test_delete_then_insert_on_sqlite(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         # The generic path passes Decimal, as DB-API drivers expect; sqlite3 needs to be taught it.
