@@ -109,6 +109,13 @@ class ScriptedGateway:
                 yield PayoutQueryError(trade_no, error)
 
 
+class Store(dict[str, Any]):
+    """An in-memory ``task_state_store``: ``get`` as a dict, plus ``set``."""
+
+    def set(self, key: str, value: Any) -> None:
+        self[key] = value
+
+
 async def no_wait(_: float) -> None:
     pass
 
@@ -481,10 +488,6 @@ class TestPayoutStatusSensor:
     def test_reschedule_mode_counts_failed_polls_across_reschedules(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        class Store(dict[str, Any]):
-            def set(self, key: str, value: Any) -> None:
-                self[key] = value
-
         store = Store()
         gateway = ScriptedGateway({"T1": [transient(), transient(), PENDING, transient()]})
         monkeypatch.setattr(sensor_module, "VexoraHook", gateway)
@@ -505,10 +508,6 @@ class TestPayoutStatusSensor:
 
     def test_reschedule_mode_retry_starts_a_fresh_count(self, monkeypatch: pytest.MonkeyPatch) -> None:
         # The store outlives the try; a retry after "3 polls in a row" must get its own 3 polls.
-        class Store(dict[str, Any]):
-            def set(self, key: str, value: Any) -> None:
-                self[key] = value
-
         store = Store()
         monkeypatch.setattr(sensor_module, "VexoraHook", ScriptedGateway({"T1": [transient()]}))
 
