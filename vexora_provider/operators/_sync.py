@@ -185,7 +185,9 @@ class WarehouseSync:
                 terminal = await self._on_db(self.writer.terminal_trade_nos, merchant_no, keys)
             for trade_no in chunk:
                 self.counters.total += 1
-                if trade_no in terminal:
+                # A non-string (a nested list from a mis-shaped XCom) may be unhashable: it goes on
+                # to the hook, which records it as an invalid trade number.
+                if isinstance(trade_no, str) and trade_no in terminal:
                     self.counters.skipped += 1
                     continue
                 yield trade_no

@@ -68,12 +68,13 @@ class FakeSession:
         async for trade_no in items():
             self.asked.append(trade_no)
             self.stats.requested += 1
-            answer = self.answers.get(trade_no, "success")
             if not isinstance(trade_no, str) or len(trade_no) > 32:
                 err = VexoraInvalidTradeNoError("bad trade number", trade_no=str(trade_no))
                 self.stats.failed += 1
                 yield PayoutQueryError(str(trade_no), err)
-            elif isinstance(answer, str):
+                continue
+            answer = self.answers.get(trade_no, "success")
+            if isinstance(answer, str):
                 self.stats.succeeded += 1
                 yield status(trade_no, answer)
             else:

@@ -186,6 +186,20 @@ class TestPayoutStatusToSqlOperator:
         assert (summary["loaded"], summary["failed"]) == (1, 1)
         assert rows(warehouse, "vexora_payout_status_errors")[0][2] == "VexoraInvalidTradeNoError"
 
+    @pytest.mark.parametrize("only_non_terminal", [True, False])
+    def test_values_that_are_not_strings_are_recorded_as_failures(
+        self, warehouse: Path, only_non_terminal: bool
+    ) -> None:
+        # What a mis-shaped XCom gives: nested lists, dicts, None, numbers among the trade numbers.
+        trade_nos: list[Any] = ["OK", ["nested"], {"k": 1}, None, 7]
+        op = make(FakeHook(), trade_nos=["x"], max_failed_ratio=1, only_non_terminal=only_non_terminal)
+        op.trade_nos = trade_nos
+        summary = op.execute({})
+        assert (summary["total"], summary["requested"], summary["loaded"], summary["failed"]) == (5, 5, 1, 4)
+        errors = rows(warehouse, "vexora_payout_status_errors")
+        assert sorted(e[1] for e in errors) == sorted(["['nested']", "{'k': 1}", "None", "7"])
+        assert {e[2] for e in errors} == {"VexoraInvalidTradeNoError"}
+
     def test_amount_too_large_is_a_recorded_failure(self, warehouse: Path) -> None:
         hook = FakeHook({"BIG": status("BIG", amount="12345678901234567.5")})
         summary = make(hook, trade_nos=["BIG"], max_failed_ratio=1).execute({})
