@@ -8,6 +8,7 @@ run mode knows how to carry them out.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -17,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from vexora_provider.signing import SIGN_FIELD, verify
+from vexora_provider.signing import SIGN_FIELD, sign
 from vexora_provider.testing.faults import FaultPlan, FaultRule
 from vexora_provider.testing.regions import DEFAULT_REGION, REGION_VARIANTS, RegionVariant, format_amount
 from vexora_provider.testing.state import PARTIAL, SUCCESS, Payout, SimulatorState, pick_final
@@ -56,6 +57,16 @@ class Reply:
 @lru_cache(maxsize=64)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
+
+
+def _sign_matches(fields: Mapping[str, object], secret: str) -> bool:
+    # Exactly section 2: 32 lowercase hex digits. An upper-case or otherwise non-canonical sign is
+    # refused, so a client that gets the case wrong fails here rather than against the gateway.
+    # Compared as bytes: compare_digest refuses non-ASCII str, and a client may send anything.
+    given = fields.get(SIGN_FIELD)
+    if not isinstance(given, str):
+        return False
+    return hmac.compare_digest(sign(fields, secret).encode(), given.encode("utf-8", "surrogatepass"))
 
 
 def _s(value: str) -> str:
@@ -167,7 +178,7 @@ class Gateway:
             return self.error("8000", "merchant not exist")
         if not fields.get("timestamp"):
             return self.error("8000", "timestamp is required")
-        if not verify(fields, merchant.secret, fields.get(SIGN_FIELD)):
+        if not _sign_matches(fields, merchant.secret):
             return self.error("8000", "sign error")
         variant = self.regions.get(region, self.default_region)
         if endpoint == "queryBalance":
