@@ -134,12 +134,14 @@ class WarehouseWriter(ABC):
         """Start a write transaction (implicit in most drivers)."""
 
     def close(self) -> None:
-        """Close the connection, discarding any open transaction."""
+        """Close the connection, discarding any open transaction; never raises."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            try:
+            # Called in a ``finally`` after a failure, often on a connection that broke: a raw
+            # driver error from here would replace the WarehouseError that says what failed.
+            with contextlib.suppress(Exception):
                 conn.rollback()
-            finally:
+            with contextlib.suppress(Exception):
                 conn.close()
 
     def _run(self, what: str, work: Callable[[Any], T]) -> T:

@@ -180,6 +180,18 @@ class TestSqliteWriter:
         writer.conn.execute("SELECT 1")  # the connection is still usable
 
 
+class TestClose:
+    def test_close_on_a_broken_connection_does_not_raise(self) -> None:
+        writer = SqliteWriter(mock.Mock(), TableName.parse("st"))
+        conn = mock.Mock()
+        conn.rollback.side_effect = sqlite3.OperationalError("disk I/O error")
+        conn.close.side_effect = sqlite3.ProgrammingError("closed")
+        writer._conn = conn
+        writer.close()
+        conn.close.assert_called_once_with()
+        assert writer._conn is None
+
+
 class TestDriverMessages:
     """A failed statement's message names our table and columns, never the values it carried."""
 
