@@ -14,7 +14,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from tests.unit.vexora_provider.operators._fakes import MERCHANT, FakeHook, failure, status
 from vexora_provider.operators.payout_status import PayoutStatusToSqlOperator
-from vexora_provider.warehouse import TableName
+from vexora_provider.warehouse import WarehouseError
 
 
 @pytest.fixture
@@ -109,6 +109,10 @@ class TestPayoutStatusToSqlOperator:
         assert summary["by_state"] == dict.fromkeys(sorted(states), 500)
         assert summary["failed"] == 0
         assert summary["batches"] == 9
+        assert (summary["table"], summary["errors_table"]) == (
+            "vexora_payout_status",
+            "vexora_payout_status_errors",
+        )
         assert len(json.dumps(summary)) < 1000
         stored = rows(warehouse)
         assert len(stored) == 2500
@@ -217,19 +221,17 @@ class TestPayoutStatusToSqlOperator:
         assert summary["loaded"] == 2
 
     def test_schema_qualified_table_and_no_create(self, warehouse: Path) -> None:
-        with sqlite3.connect(warehouse) as conn:
-            conn.execute("ATTACH DATABASE ':memory:' AS other")
         op = make(FakeHook(), trade_nos=["A"], table="main.custom_status")
         op.execute({})
         assert len(rows(warehouse, "custom_status")) == 1
         op = make(FakeHook(), trade_nos=["A"], table="missing_table", create_table=False)
-        with pytest.raises(AirflowException, match="missing_table"):
+        with pytest.raises(WarehouseError, match="missing_table"):
             op.execute({})
 
     def test_db_errors_name_the_table_not_the_values(self, warehouse: Path) -> None:
         with sqlite3.connect(warehouse) as conn:
             conn.execute('CREATE TABLE "vexora_payout_status" (merchant_no TEXT, trade_no TEXT)')
-        with pytest.raises(AirflowException) as info:
+        with pytest.raises(WarehouseError) as info:
             make(FakeHook(), trade_nos=["SECRET_TRADE"], create_table=False).execute({})
         assert "vexora_payout_status" in str(info.value)
         assert "SECRET_TRADE" not in str(info.value)
@@ -241,6 +243,3 @@ class TestPayoutStatusToSqlOperator:
         op = make(FakeHook(), trade_nos=["A"], sql_conn_id="notsql")
         with pytest.raises(AirflowException, match="not a common-sql DbApiHook"):
             op.execute({})
-
-    def test_table_name_helper_matches_operator(self) -> None:
-        assert str(TableName.parse("s.t").errors) == "s.t_errors"

@@ -80,7 +80,7 @@ class TestWarehouseSync:
         progress = [a for a in lines if a[1] == "Vexora sync progress"]
         assert len(progress) == 4  # one per committed batch
         final = next(a for a in lines if a[1] == "Vexora sync finished")
-        assert final[2:] == (42, 42, pytest.approx(final[4]), 25, 4, 15, 2, 0, 0)
+        assert final[2:] == (42, 42, mock.ANY, 25, 4, 15, 2, 0, 0)  # mock.ANY: the rate
 
     def test_sql_input(self) -> None:
         hook, writer = FakeHook(), StubWriter()
