@@ -42,10 +42,15 @@ def sign(fields: Mapping[str, object], secret: str) -> str:
 
 
 def verify(fields: Mapping[str, object], secret: str, signature: object) -> bool:
-    """Check ``signature`` against ``fields`` in constant time; a non-string never matches."""
+    """Check ``signature`` against ``fields`` in constant time; hex case does not matter.
+
+    A non-string or non-ASCII signature never matches (and never raises: callbacks are input from
+    the network, and ``compare_digest`` refuses non-ASCII ``str``, so bytes are compared).
+    """
     if not isinstance(signature, str):
         return False
-    return hmac.compare_digest(sign(fields, secret), signature.lower())
+    offered = signature.lower().encode("utf-8", "replace")
+    return hmac.compare_digest(sign(fields, secret).encode("ascii"), offered)
 
 
 def timestamp_ms(now: float | None = None) -> str:

@@ -48,7 +48,7 @@ class TestVerify:
         assert verify(fields, SECRET, expected)
         assert verify(fields, SECRET, expected.upper())
 
-    @pytest.mark.parametrize("signature", ["0" * 32, "", None, 42])
+    @pytest.mark.parametrize("signature", ["0" * 32, "", None, 42, "é" * 32, "\ud800" * 32])
     def test_rejects(self, signature: object) -> None:
         assert not verify(VECTORS[0][0], SECRET, signature)
 
