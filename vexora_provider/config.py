@@ -94,10 +94,11 @@ def _base_url(host: str | None, allow_insecure_http: bool) -> str:
     return url
 
 
-def _number(extra: Mapping[str, object], key: str, default: float | None, *, minimum: float) -> float | None:
+def _optional_number(extra: Mapping[str, object], key: str, *, minimum: float) -> float | None:
+    """Return the extra as a finite number >= ``minimum``, or ``None`` when it is absent or empty."""
     value = extra.get(key)
     if value is None or value == "":
-        return default
+        return None
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -105,6 +106,11 @@ def _number(extra: Mapping[str, object], key: str, default: float | None, *, min
     if isinstance(value, bool) or not math.isfinite(number) or number < minimum:
         raise VexoraConfigError(f"extra {key}={value!r} must be a number >= {minimum:g}")
     return number
+
+
+def _number(extra: Mapping[str, object], key: str, default: float, *, minimum: float) -> float:
+    number = _optional_number(extra, key, minimum=minimum)
+    return default if number is None else number
 
 
 def _flag(extra: Mapping[str, object], key: str) -> bool:
@@ -185,19 +191,18 @@ class VexoraConfig:
             raise VexoraConfigError(f"connection {conn_id!r} has no password (the app secret)")
         base_url = _base_url(host, _flag(extra, "allow_insecure_http"))
         attempts = _number(extra, "max_attempts", DEFAULT_MAX_ATTEMPTS, minimum=1)
-        if attempts is not None and attempts != int(attempts):
+        if attempts != int(attempts):
             raise VexoraConfigError(f"extra max_attempts={extra['max_attempts']!r} must be a whole number")
-        rate = _number(extra, "requests_per_second", None, minimum=0)
+        # 0, like an empty field, means no client-side limit.
+        rate = _optional_number(extra, "requests_per_second", minimum=0)
         zone_name = extra.get("timezone") or timezone_for_base_url(base_url)
         return cls(
             base_url=base_url,
             merchant_no=login.strip(),
             secret=password,
-            connect_timeout=_number(extra, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, minimum=0.001)
-            or DEFAULT_CONNECT_TIMEOUT,
-            read_timeout=_number(extra, "read_timeout", DEFAULT_READ_TIMEOUT, minimum=0.001)
-            or DEFAULT_READ_TIMEOUT,
-            max_attempts=int(attempts or DEFAULT_MAX_ATTEMPTS),
+            connect_timeout=_number(extra, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, minimum=0.001),
+            read_timeout=_number(extra, "read_timeout", DEFAULT_READ_TIMEOUT, minimum=0.001),
+            max_attempts=int(attempts),
             requests_per_second=rate or None,
             timezone=_zone(str(zone_name) if zone_name else None),
             status_map=_status_map(extra.get("status_map")),

@@ -52,12 +52,12 @@ def get_provider_info() -> dict[str, Any]:
                     "connect_timeout": {
                         "label": "Connect timeout (s)",
                         "description": "Seconds to wait for a TCP/TLS connection. Default 5.",
-                        "schema": {"type": ["number", "null"], "minimum": 0},
+                        "schema": {"type": ["number", "null"], "minimum": 0.001},
                     },
                     "read_timeout": {
                         "label": "Read timeout (s)",
                         "description": "Seconds to wait for a response. Default 10.",
-                        "schema": {"type": ["number", "null"], "minimum": 0},
+                        "schema": {"type": ["number", "null"], "minimum": 0.001},
                     },
                     "max_attempts": {
                         "label": "Max attempts",
@@ -66,7 +66,7 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "requests_per_second": {
                         "label": "Requests per second",
-                        "description": "Client-side rate limit for this connection. Empty: unlimited.",
+                        "description": "Client-side rate limit for this connection. Empty or 0: unlimited.",
                         "schema": {"type": ["number", "null"], "minimum": 0},
                     },
                     "timezone": {
