@@ -6,9 +6,12 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from vexora_provider.hooks.vexora import VexoraHook
 
 SECRET = "dbecac55466b4958a2d06069fcf49e18"
 MERCHANT = "3060414594"
@@ -89,3 +92,39 @@ class ScriptedGateway:
 
     def signatures(self) -> list[str]:
         return [json.loads(r.content)["sign"] for r in self.requests]
+
+
+BAD_TRADE_NOS = ["", "   ", "x" * 33, "a\nb", "tab\there", "nul\x00", 12345, None]
+
+TRANSIENT_REPLIES: dict[str, Any] = {
+    "http-500": lambda: httpx.Response(500, text="oops"),
+    "http-502": lambda: httpx.Response(502, text="<html>bad gateway</html>"),
+    "http-503": lambda: httpx.Response(503),
+    "http-429": lambda: httpx.Response(429, text="Too Many Requests"),
+    "code-5000": lambda: envelope("5000", "system exception"),
+    "code-8000": lambda: envelope("8000", "request failed"),
+    "read-timeout": lambda: httpx.ReadTimeout("timed out"),
+    "connect-timeout": lambda: httpx.ConnectTimeout("timed out"),
+    "connect-refused": lambda: httpx.ConnectError("[Errno 111] Connection refused"),
+    "reset": lambda: httpx.ReadError("[Errno 104] Connection reset by peer"),
+    "truncated": lambda: httpx.RemoteProtocolError(
+        "peer closed connection without sending complete message body"
+    ),
+    "not-json": lambda: httpx.Response(200, text="<html>proxy error</html>"),
+    "no-code": lambda: httpx.Response(200, json={"msg": "what"}),
+}
+
+
+def hook_with(gateway: ScriptedGateway, conn_id: str = "vexora_default") -> VexoraHook:
+    """A ``VexoraHook`` on ``conn_id`` whose sync and async clients both talk to ``gateway``."""
+    from vexora_provider.hooks.vexora import VexoraHook  # imported late, as conftest's ``hook`` does
+
+    transport = httpx.MockTransport(gateway)
+    return VexoraHook(conn_id, transport=transport, async_transport=transport)
+
+
+def assert_no_secret(*texts: str, signatures: list[str] = ()) -> None:  # type: ignore[assignment]
+    # Say which text leaked, never what: a plain ``assert SECRET not in text`` prints the secret.
+    for number, text in enumerate(texts):
+        leaked = SECRET in text or any(signature in text for signature in signatures)
+        assert not leaked, f"text #{number} carries the app secret or a request signature"
