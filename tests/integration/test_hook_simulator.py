@@ -151,7 +151,8 @@ class TestVexoraHookOverLoopback:
         assert "'F'" in str(raised.value)
         if fact:
             assert getattr(raised.value, fact[0]) == fact[1]
-        assert server.sim.secret not in str(raised.value)
+        leaked = server.sim.secret in str(raised.value)
+        assert not leaked, "the app secret is in the error message"  # never print the secret itself
         assert server.sim.payout("F").polls == 0  # faulted calls never advanced the lifecycle
 
     def test_bulk_stream_yields_every_trade_once(
@@ -201,5 +202,6 @@ class TestVexoraHookOverLoopback:
 
         assert raised.value.code == "8000"
         assert not ok
-        assert conn["password"] not in message
+        leaked = conn["password"] in message
+        assert not leaked, "the app secret is in the connection test message"
         assert server.sim.stats()["requests"]["queryBalance"] == 2  # auth errors are not retried
