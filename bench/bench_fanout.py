@@ -54,6 +54,8 @@ def _server_main(latency_s: float) -> None:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client went away (a cancelled request): nothing to answer
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
