@@ -28,7 +28,13 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Vexora", "python-modules": ["vexora_provider.triggers.payout_status"]}
         ],
         "operators": [
-            {"integration-name": "Vexora", "python-modules": ["vexora_provider.operators.payout_status"]}
+            {
+                "integration-name": "Vexora",
+                "python-modules": [
+                    "vexora_provider.operators.payout_status",
+                    "vexora_provider.operators.create_payout",
+                ],
+            }
         ],
         "connection-types": [
             {

@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--region", default="nigeria", help="region used in the printed connection (default nigeria)")
     add("--conn-id", default="vexora_default", help="connection id used in the printed AIRFLOW_CONN_ line")
     add("--callback-time-scale", type=float, default=1.0, help="compress the callback retry schedule")
-    add("--duplicate-code", default=DUPLICATE_CODE, help=f"code for a used tradeNo (default {DUPLICATE_CODE})")
+    add(
+        "--duplicate-code", default=DUPLICATE_CODE, help=f"code for a used tradeNo (default {DUPLICATE_CODE})"
+    )
     add("--info-file", type=Path, help="also write URL and credentials as JSON to this file")
     add("--engine", choices=("fast", "uvicorn"), default="fast", help="HTTP server engine (default fast)")
     add("--log-level", default="warning", help="uvicorn log level (default warning)")
