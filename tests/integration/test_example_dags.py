@@ -24,6 +24,7 @@ class TestExampleDags:
             "example_vexora_warehouse_sync",
             "example_vexora_sensor_gated",
             "example_vexora_mapped_sync",
+            "example_vexora_create_payouts",
         }
 
     def test_connection_ids_come_from_params(self, dagbag: Any) -> None:
@@ -50,3 +51,14 @@ class TestExampleDags:
         refresh = dag.get_task("refresh_batch")
         assert refresh.upstream_task_ids == {"plan_batches"}
         assert refresh.max_active_tis_per_dag == 4
+
+    def test_creates_are_mapped_deferred_then_synced(self, dagbag: Any) -> None:
+        dag = dagbag.dags["example_vexora_create_payouts"]
+        create = dag.get_task("create_payout")
+        assert create.upstream_task_ids == {"payout_requests"}
+        assert create.partial_kwargs["deferrable"] is True
+        assert create.partial_kwargs["wait_for_completion"] is True
+        assert create.partial_kwargs["retries"] == 3
+        sync = dag.get_task("sync_statuses")
+        assert sync.upstream_task_ids == {"create_payout", "trade_numbers"}
+        assert sync.trigger_rule == "all_done"
