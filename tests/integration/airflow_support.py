@@ -13,7 +13,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 AIRFLOW = Path(sys.executable).parent / "airflow"
 
@@ -88,6 +91,18 @@ class Standalone:
             if int(fields[2]) == group and fields[0] != "Z":
                 return True
         return False
+
+    def wait_until(self, done: Callable[[], bool], *, timeout: float, describe: Callable[[], str]) -> None:
+        """Check ``done`` every half second; fail the test if Airflow exits or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                pytest.fail(f"airflow standalone exited early:\n{self.tail()}")
+            if done():
+                return
+            time.sleep(0.5)
+        pytest.fail(f"not done in {timeout:.0f}s: {describe()}\n{self.tail()}")
 
     def tail(self, lines: int = 60) -> str:
         text = self.output.read_text(errors="replace") if self.output.exists() else "(no output)"

@@ -261,23 +261,20 @@ def killed_run(
     killer = Killer(airflow, simulator)
     airflow.start()
     expected = len(SEEDS) * MAPPED
-    states: list[str] = []
+
+    def states() -> list[str]:
+        return [
+            str(r[0]) for r in airflow.query("select state from task_instance where task_id = ?", TASK_ID)
+        ]
+
+    def finished() -> bool:
+        now = states()
+        return len(now) == expected and all(s in ("success", "failed", "upstream_failed") for s in now)
+
     try:
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            assert airflow.process is not None
-            if airflow.process.poll() is not None:
-                pytest.fail(f"airflow standalone exited early:\n{airflow.tail()}")
-            states = [
-                str(r[0]) for r in airflow.query("select state from task_instance where task_id = ?", TASK_ID)
-            ]
-            if len(states) == expected and all(s in ("success", "failed", "upstream_failed") for s in states):
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail(
-                f"tasks did not end in {DEADLINE:.0f}s: {states}\n{killer.report()}\n{airflow.tail()}"
-            )
+        airflow.wait_until(
+            finished, timeout=DEADLINE, describe=lambda: f"tasks {states()}\n{killer.report()}"
+        )
         yield airflow, killer
     finally:
         killer.stop()
