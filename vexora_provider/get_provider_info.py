@@ -12,7 +12,7 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-vexora",
         "name": "Vexora",
-        "description": "Vexora payment gateway: payout status hook, sensor, trigger and warehouse sync.",
+        "description": "Vexora payment gateway: payout creation and status hook, sensor, trigger, operators.",
         "integrations": [
             {
                 "integration-name": "Vexora",
