@@ -27,7 +27,7 @@ EXTRA_KEYS = frozenset(
     }
 )
 
-# vexora-api.md section 3: the documented region path segments and their local time.
+# The region path segments Vexora documents, and each region's local time.
 REGION_TIMEZONES: Mapping[str, str] = {
     "indonesia": "Asia/Jakarta",
     "nigeria": "Africa/Lagos",

@@ -108,7 +108,7 @@ class FetchStats:
 
 
 def request_headers(config: VexoraConfig) -> dict[str, str]:
-    # Only these: connection extras are configuration, never headers (pitfall 13).
+    # Only these: connection extras are configuration and never become headers (unlike HttpHook).
     return {"merchantNo": config.merchant_no, "Content-Type": "application/json"}
 
 
@@ -177,7 +177,7 @@ def envelope_data(response: httpx.Response, *, trade_no: str | None, query: bool
         envelope = decode_envelope(response.content, trade_no=trade_no)
     except VexoraResponseFormatError as err:
         # A body that is not the envelope at all is what a proxy error page or a truncated
-        # answer looks like: worth another try (load-anchors T6). A well-formed envelope with
+        # answer looks like: worth another try. A well-formed envelope with
         # odd ``data`` is deterministic and fails at once (see _parse_* below).
         err.transient = True
         raise
