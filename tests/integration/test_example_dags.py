@@ -90,6 +90,7 @@ class TestSensorGatedRun:
 
         run = dagbag.dags["example_vexora_sensor_gated"].test(run_conf={"batch_id": "b1"})
 
+        assert run.state == "failed"  # the sensor's failure still shows on the run
         states = {ti.task_id: ti.state for ti in run.get_task_instances()}
         assert states == {
             "payouts_in_batch": "success",

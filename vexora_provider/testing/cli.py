@@ -134,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  seed:       {sim.seed}   payouts: {len(trade_nos)}"
         + (f" ({trade_nos[0]} … {trade_nos[-1]})" if trade_nos else ""),
         f"  admin:      {info['admin_url']}",
-        *(f"export {name}='{value}'" for name, value in env.items()),
+        # Indented JSON: readable, fits a terminal, and still pastes as one shell command.
+        *(f"export {name}='{json.dumps(json.loads(value), indent=2)}'" for name, value in env.items()),
     ]
     print("\n".join(lines), flush=True)
     try:
