@@ -51,7 +51,7 @@ class TestPages:
         assert listed == {p.name for p in PAGES}
 
     @pytest.mark.parametrize(
-        ("page", "kind"), [("sensor.md", "sequenceDiagram"), ("operator.md", "flowchart LR")]
+        ("page", "kind"), [("sensor.md", "sequenceDiagram"), ("operator.md", "flowchart TD")]
     )
     def test_diagrams(self, page: str, kind: str) -> None:
         diagrams = [b.code for b in blocks(page) if b.lang == "mermaid"]
