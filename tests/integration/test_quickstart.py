@@ -55,7 +55,7 @@ from importlib.metadata import requires
 
 runtime = [r for r in requires("airflow-provider-vexora") if "extra ==" not in r]
 assert {r.split(">")[0] for r in runtime} == {
-    "aiohttp", "apache-airflow", "apache-airflow-providers-common-sql", "httpx"
+    "aiohttp", "apache-airflow", "apache-airflow-providers-common-sql", "certifi", "httpx"
 }, runtime
 import vexora_provider.hooks.vexora
 import vexora_provider.operators.payout_status
