@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from vexora_provider.testing.cli import build_parser, main
@@ -41,3 +43,14 @@ class TestMain:
     def test_refuses_a_non_loopback_host(self, capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["serve", "--host", "0.0.0.0"]) == 2
         assert "loopback" in capsys.readouterr().err
+
+    def test_says_which_extra_serving_needs(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "httptools", None)
+        monkeypatch.delitem(sys.modules, "vexora_provider.testing.httpserver", raising=False)
+        assert main(["serve", "--payouts", "3"]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.startswith("vexora-simulator: serving the Vexora simulator needs httptools")
+        assert "pip install 'airflow-provider-vexora[testing]'" in captured.err
