@@ -9,7 +9,7 @@ from typing import Any
 
 __all__ = ["SETTLED_LIMIT", "SettledTrades"]
 
-#: Trades listed at most in one outlet event's ``extra`` (about 50 KB of JSON); all are counted.
+#: Trades listed at most in one outlet event's ``extra`` (under 70 KB of JSON); all are counted.
 SETTLED_LIMIT = 1000
 
 

@@ -30,7 +30,6 @@ from vexora_provider.assets import (
     poll_memory_value,
     settlement_extra,
 )
-from vexora_provider.exceptions import VexoraError
 from vexora_provider.hooks.vexora import VexoraHook
 from vexora_provider.models import TERMINAL_STATES, PayoutQueryError
 from vexora_provider.operators.payout_status import DEFAULT_TABLE
@@ -221,15 +220,21 @@ class PayoutSettledTrigger(BaseEventTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll forever; yield one event per new settlement."""
-        hook = VexoraHook(self.vexora_conn_id)
         while True:
             try:
+                # A fresh hook each time: a connection fixed after a failure is read again.
+                hook = VexoraHook(self.vexora_conn_id)
                 async with hook.async_session(concurrency=self.concurrency) as session:
                     async for event in self._watch(session):
                         yield event
-            except VexoraError as exc:
-                # A broken connection: say so once per interval, keep the watcher alive for a fix.
-                self.log.error("Watching Vexora payouts on %r failed: %s", self.vexora_conn_id, exc)
+            except Exception as exc:
+                # A missing or broken connection: say so once per interval, stay alive for a fix.
+                self.log.error(
+                    "Watching Vexora payouts on %r failed: %s: %s",
+                    self.vexora_conn_id,
+                    type(exc).__name__,
+                    exc,
+                )
                 await sleep(self.poll_interval)
 
     async def _watch(self, session: VexoraAsyncSession) -> AsyncIterator[TriggerEvent]:
