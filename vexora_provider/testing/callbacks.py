@@ -116,6 +116,17 @@ class CallbackDispatcher:
             return
         self._push(0.0, 1, payout.notify_url, self.body_for(payout))
 
+    def redeliver(self, trade_no: str) -> None:
+        """Send the payout's current notification again now, as Vexora does when an ``OK`` was lost.
+
+        It is signed and retried like any callback; raises ``KeyError`` for an unknown payout and
+        ``ValueError`` for one without a ``notifyUrl``.
+        """
+        payout = self.state.payouts[trade_no]
+        if not payout.notify_url:
+            raise ValueError(f"payout {trade_no!r} has no notifyUrl")
+        self._push(0.0, 1, payout.notify_url, self.body_for(payout))
+
     def _push(self, delay: float, attempt: int, url: str, body: dict[str, str]) -> None:
         with self._cond:
             heapq.heappush(self._queue, (time.monotonic() + delay, next(self._seq), attempt, url, body))
