@@ -7,9 +7,10 @@ reach it as asset events from Vexora's callbacks (the provider's API-server plug
 the events guide in the docs for which to use.
 
 Airflow coalesces events: one run may carry many settlements, and the same settlement may come
-from two sources. The booking therefore loops over every event and inserts with
-``ON CONFLICT DO NOTHING`` on the trade number (SQLite and PostgreSQL syntax), so a settlement
-booked once is never booked twice, whichever run or source brings it again.
+from two sources or in two runs. The booking therefore reads every event of the run
+(``triggering_asset_events``, plus those that arrived after the run was triggered) and inserts
+with ``ON CONFLICT DO NOTHING`` on the trade number (SQLite and PostgreSQL syntax), so a
+settlement booked once is never booked twice, whichever run or source brings it again.
 
 Connection: ``vexora_warehouse`` (a common-sql database where the ``payout_ledger`` table is kept).
 Set ``VEXORA_EXAMPLE_MERCHANT`` to your merchant number (the ``vexora`` connection's login).
@@ -26,7 +27,7 @@ import pendulum
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk import DAG, BaseHook, Param, task
 
-from vexora_provider.assets import payouts_asset, settlements_from_events
+from vexora_provider.assets import payouts_asset, settlements_for_run
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +57,18 @@ with DAG(
     params={"warehouse_conn_id": Param("vexora_warehouse", type="string")},
     tags=["vexora", "example"],
 ) as dag:
-
-    @task
-    def book_settled_payouts(params: dict[str, Any], triggering_asset_events: Any = None) -> list[str]:
+    # The asset is also an inlet, so the task can read the settlements that arrived after its
+    # run was triggered (see settlements_for_run).
+    @task(inlets=[payouts])
+    def book_settled_payouts(**context: Any) -> list[str]:
         """Insert each final settlement into ``payout_ledger``; return the trade numbers seen."""
-        events = triggering_asset_events[payouts] if triggering_asset_events else []
-        settlements = settlements_from_events(events)
+        settlements = settlements_for_run(context, payouts)
         final = [s for s in settlements if s["state"] in BOOKED_STATES]
         for s in settlements:
             if s["state"] not in BOOKED_STATES:
                 # An undocumented status code: a human decides, nothing is booked.
                 log.warning("payout %s has undocumented status %s", s["trade_no"], s["status_code"])
-        hook = BaseHook.get_hook(params["warehouse_conn_id"])
+        hook = BaseHook.get_hook(context["params"]["warehouse_conn_id"])
         assert isinstance(hook, DbApiHook)
         insert = (
             "INSERT INTO payout_ledger (trade_no, state, status_code, amount, success_time, source) "
@@ -84,7 +85,7 @@ with DAG(
             if rows:
                 cur.executemany(insert, rows)
             conn.commit()
-        log.info("booked %d settled payouts from %d asset events", len(final), len(events))
+        log.info("booked %d settled payouts (%d announced)", len(final), len(settlements))
         return [s["trade_no"] for s in settlements]
 
     book_settled_payouts()

@@ -44,6 +44,7 @@ __all__ = [
     "poll_memory_value",
     "sanitize_uri",
     "settlement_extra",
+    "settlements_for_run",
     "settlements_from_events",
 ]
 
@@ -251,3 +252,32 @@ def settlements_from_events(events: Iterable[Any]) -> list[dict[str, Any]]:
                 seen.add(key)
                 result.append(item)
     return result
+
+
+def settlements_for_run(context: Mapping[str, Any], asset: Asset) -> list[dict[str, Any]]:
+    """
+    Return the settlements a run scheduled on a payouts asset should handle.
+
+    That is the events that triggered the run (``triggering_asset_events``) and, when ``asset``
+    is in the task's ``inlets``, the events that arrived after the run was triggered: Airflow
+    3.3 triggers a run on the first queued event and does not queue another for events that
+    arrive while that run is being created, so without this they would wait for the next
+    settlement. A later run may bring some of them again: handle them idempotently.
+
+    :param context: the task's context (``**context`` of a ``@task``).
+    :param asset: the payouts asset the DAG is scheduled on.
+    """
+    triggering = context.get("triggering_asset_events")
+    events: list[Any] = list(triggering.get(asset, ())) if triggering is not None else []
+    inlets, dag_run = context.get("inlet_events"), context.get("dag_run")
+    run_after = getattr(dag_run, "run_after", None)
+    if inlets is not None and run_after is not None:
+        try:
+            events.extend(inlets[asset].after(run_after.isoformat()))
+        except KeyError:
+            log.warning(
+                "%s is not in the task's inlets: settlements that arrived after this run was "
+                "triggered wait for the next run",
+                asset.uri,
+            )
+    return settlements_from_events(events)

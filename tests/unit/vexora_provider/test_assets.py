@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import namedtuple
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +25,7 @@ from vexora_provider.assets import (
     poll_memory,
     poll_memory_value,
     settlement_extra,
+    settlements_for_run,
     settlements_from_events,
 )
 from vexora_provider.get_provider_info import get_provider_info
@@ -192,3 +194,55 @@ class TestSettlementsFromEvents:
 
     def test_uri(self) -> None:
         assert payouts_uri("m-1_2") == "vexora://m-1_2/payouts"
+
+
+class InletEvents:
+    """``inlet_events[asset]``: the asset's events, filtered with ``after`` like the real accessor."""
+
+    def __init__(self, events: list[tuple[datetime, dict[str, Any]]]) -> None:
+        self.events = events
+        self.asked_after: list[str] = []
+
+    def __getitem__(self, asset: Asset) -> InletEvents:
+        if asset != payouts_asset(MERCHANT):
+            raise KeyError(asset)
+        return self
+
+    def after(self, after: str) -> list[Any]:
+        self.asked_after.append(after)
+        event = namedtuple("event", "extra")
+        return [event(extra) for at, extra in self.events if at >= datetime.fromisoformat(after)]
+
+
+class TestSettlementsForRun:
+    def test_triggering_events_and_those_after_the_trigger(self) -> None:
+        asset = payouts_asset(MERCHANT)
+        run_after = datetime(2026, 1, 2, 10, 0, tzinfo=UTC)
+        first = settlement_extra(status("0000", trade_no="T1"), source="callback")
+        late = settlement_extra(status("00029", trade_no="T2"), source="callback")
+        inlets = InletEvents([(run_after, first), (run_after + timedelta(milliseconds=80), late)])
+        context = {
+            "triggering_asset_events": {asset: [namedtuple("event", "extra")(first)]},
+            "inlet_events": inlets,
+            "dag_run": namedtuple("run", "run_after")(run_after),
+        }
+        found = settlements_for_run(context, asset)
+        assert [(s["trade_no"], s["state"]) for s in found] == [("T1", "success"), ("T2", "failed")]
+        assert inlets.asked_after == ["2026-01-02T10:00:00+00:00"]
+
+    def test_without_the_asset_in_inlets_only_the_triggering_events(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        asset = payouts_asset(MERCHANT)
+        first = settlement_extra(status("0000"), source="poll")
+        context = {
+            "triggering_asset_events": {asset: [{"from_trigger": True, "payload": first}]},
+            "inlet_events": InletEvents([]),
+            "dag_run": namedtuple("run", "run_after")(datetime(2026, 1, 2, tzinfo=UTC)),
+        }
+        assert [s["trade_no"] for s in settlements_for_run(context, payouts_asset("other"))] == []
+        assert "is not in the task's inlets" in caplog.text
+        assert [s["trade_no"] for s in settlements_for_run(context, asset)] == ["T1"]
+
+    def test_a_run_not_triggered_by_the_asset(self) -> None:
+        assert settlements_for_run({}, payouts_asset(MERCHANT)) == []
