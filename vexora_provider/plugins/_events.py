@@ -49,6 +49,17 @@ PRUNE_EVERY = 3600.0  # seconds between prunes of one asset's old markers, per A
 _LOCKED_RETRIES = 5  # SQLite answers "database is locked" to one of two concurrent writers
 
 
+def _polled(memory_value: str | None, status: PayoutStatus) -> bool:
+    """Whether the watcher's memory (one JSON value) says it announced this settlement already."""
+    if memory_value is None:
+        return False
+    try:
+        memory = poll_memory(json.loads(memory_value))
+    except ValueError:
+        return False
+    return memory.get(status.trade_no) == event_key(status)
+
+
 class Recorded(enum.Enum):
     """What recording a settlement did."""
 
@@ -103,10 +114,18 @@ class AirflowEventSink:
             asset = session.scalar(select(AssetModel).where(AssetModel.uri == uri, AssetModel.active.has()))
             if asset is None:
                 return Recorded.NO_ASSET
-            if session.get(AssetStateStoreModel, (asset.id, key)) is not None:
+            # One round trip for both: this callback's marker, and the watcher's memory.
+            rows = session.execute(
+                select(AssetStateStoreModel.key, AssetStateStoreModel.value).where(
+                    AssetStateStoreModel.asset_id == asset.id,
+                    AssetStateStoreModel.key.in_([key, POLL_MEMORY_KEY]),
+                )
+            )
+            found: dict[str, str] = {row_key: value for row_key, value in rows}
+            if key in found:
                 return Recorded.DUPLICATE
+            announced_by_poll = _polled(found.get(POLL_MEMORY_KEY), status)
             now = datetime.now(UTC)
-            announced_by_poll = self._polled(session, asset.id, status)
             session.add(
                 AssetStateStoreModel(
                     asset_id=asset.id,
@@ -124,20 +143,6 @@ class AirflowEventSink:
                 )
             self._maybe_prune(session, asset.id, now)
         return Recorded.DUPLICATE if announced_by_poll else Recorded.CREATED
-
-    @staticmethod
-    def _polled(session: Session, asset_id: int, status: PayoutStatus) -> bool:
-        """Whether the watcher already announced this settlement (its memory is one JSON value)."""
-        from airflow.models.asset_state_store import AssetStateStoreModel
-
-        row = session.get(AssetStateStoreModel, (asset_id, POLL_MEMORY_KEY))
-        if row is None:
-            return False
-        try:
-            memory = poll_memory(json.loads(row.value))
-        except ValueError:
-            return False
-        return memory.get(status.trade_no) == event_key(status)
 
     def _maybe_prune(self, session: Session, asset_id: int, now: datetime) -> None:
         from airflow.models.asset_state_store import AssetStateStoreModel

@@ -237,7 +237,7 @@ class CallbackHandler:
         try:
             recorded = self.sink.record(merchant_no=config.merchant_no, status=status, extra=extra)
         except Exception as exc:
-            # Database messages can quote the event's values: name the failure, not the data.
+            # Database messages quote the statement's values: name the failure, not the data.
             log.error(
                 "Vexora callback on %r for trade %r not recorded: %s; Vexora will retry it",
                 conn_id,
