@@ -48,6 +48,7 @@ from tests.integration.airflow_support import (
     ApiServer,
     airflow_cli,
     airflow_env,
+    consumer_dag,
     free_port,
     postgres_url,
 )
@@ -56,17 +57,6 @@ from vexora_provider.signing import signed_body
 MERCHANT = "3060414594"
 SECRET = "bench-callback-secret-2f7a9c"
 CONSUMER = "vexora_bench_consumer"
-DAG_FILE = f'''
-import pendulum
-from airflow.sdk import DAG, task
-from vexora_provider.assets import payouts_asset
-
-with DAG("{CONSUMER}", schedule=[payouts_asset("{MERCHANT}")],
-         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
-    @task
-    def book(): ...
-    book()
-'''
 CONTENDERS = ("callback", "redelivery", "rest-events", "health")
 
 
@@ -81,7 +71,7 @@ def deployment(dsn: str, workers: int) -> Iterator[tuple[ApiServer, Any]]:
     with tempfile.TemporaryDirectory(prefix="vexora-bench-") as tmp:
         home = Path(tmp)
         (home / "dags").mkdir()
-        (home / "dags" / "consumer.py").write_text(DAG_FILE)
+        (home / "dags" / "consumer.py").write_text(consumer_dag(CONSUMER, MERCHANT))
         conn = {"conn_type": "vexora", "host": "https://x/nigeria", "login": MERCHANT, "password": SECRET}
         env = airflow_env(
             home,

@@ -36,6 +36,24 @@ def postgres_url(dsn: str, schema: str) -> str:
     return f"{base}?options={quote(f'-csearch_path={schema}')}"
 
 
+def consumer_dag(dag_id: str, merchant_no: str) -> str:
+    """The source of a DAG scheduled on a merchant's payouts asset, with one no-op task."""
+    return f"""
+import pendulum
+from airflow.sdk import DAG, task
+
+from vexora_provider.assets import payouts_asset
+
+with DAG("{dag_id}", schedule=[payouts_asset("{merchant_no}")],
+         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
+
+    @task
+    def book(): ...
+
+    book()
+"""
+
+
 def airflow_env(home: Path, dags: Path, api_port: int, **extra: str) -> dict[str, str]:
     """The environment of every Airflow process of one isolated deployment."""
     env = {

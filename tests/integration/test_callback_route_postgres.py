@@ -24,6 +24,7 @@ from tests.integration.airflow_support import (
     ApiServer,
     airflow_cli,
     airflow_env,
+    consumer_dag,
     free_port,
     postgres_url,
 )
@@ -35,20 +36,6 @@ MERCHANT = "3060414594"
 OTHER_MERCHANT = "7000000001"  # a connection whose merchant no DAG consumes
 SECRET = "pg-callback-secret-0c9e71d2b4"
 CONSUMER = "vexora_it_consumer"
-DAG_FILE = f'''
-import pendulum
-from airflow.sdk import DAG, task
-
-from vexora_provider.assets import payouts_asset
-
-with DAG("{CONSUMER}", schedule=[payouts_asset("{MERCHANT}")],
-         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
-
-    @task
-    def book(): ...
-
-    book()
-'''
 
 
 def connection(merchant_no: str) -> str:
@@ -100,7 +87,7 @@ def deployment(
     home = tmp_path_factory.mktemp("airflow-api")
     dags = home / "dags"
     dags.mkdir()
-    (dags / "consumer.py").write_text(DAG_FILE)
+    (dags / "consumer.py").write_text(consumer_dag(CONSUMER, MERCHANT))
     env = airflow_env(
         home,
         dags,

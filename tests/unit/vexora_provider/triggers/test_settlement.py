@@ -21,7 +21,7 @@ import pytest
 from airflow.sdk import AssetWatcher
 from airflow.sdk.serde import deserialize, serialize
 
-from vexora_provider.assets import POLL_MEMORY_KEY, payouts_asset
+from vexora_provider.assets import POLL_MEMORY_KEY, SETTLEMENT_FIELDS, payouts_asset
 from vexora_provider.hooks.vexora import VexoraHook
 from vexora_provider.testing import VexoraSimulator
 from vexora_provider.triggers import settlement
@@ -204,15 +204,7 @@ class TestPayoutSettledTrigger:
         assert t1["amount"] == "120.50"
         assert t1["success_time"].endswith("+01:00")  # nigeria's offset
         assert t1["source"] == "poll"
-        assert set(t1) == {
-            "trade_no",
-            "platform_trade_no",
-            "status_code",
-            "state",
-            "amount",
-            "success_time",
-            "source",
-        }
+        assert tuple(t1) == SETTLEMENT_FIELDS
         assert sim.calls("T3") == 1  # final: not asked again
         assert sim.calls("T4") == 4  # unknown may still change: asked every poll
         assert sim.calls("T5") == 0
