@@ -71,6 +71,8 @@ def airflow_env(home: Path, dags: Path, api_port: int, **extra: str) -> dict[str
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # The default 5 s fails task starts when the 2 cores are busy with other jobs.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         **extra,
     }
     env.pop("AIRFLOW_CONFIG", None)
