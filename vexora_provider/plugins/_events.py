@@ -14,6 +14,10 @@ deleted with it, operators can inspect or delete a marker through the public RES
 (``/api/v2/assets/{id}/state-store``), and the watcher can read the same markers through its
 ``asset_state_store`` accessor. Markers older than ``[vexora] callback_dedupe_days`` (Vexora stops
 retrying after 24 hours) are pruned by the receiver itself.
+
+``AssetManager`` and the models are Airflow internals, not its public interface: this module is
+the only place the provider touches them, with the same call Airflow's own REST endpoint makes,
+and the integration and end-to-end tests run it against the Airflow version the provider pins.
 """
 
 from __future__ import annotations

@@ -182,12 +182,10 @@ def read_callback(
         if fresh is None or not verify(fields, fresh.secret, offered):
             raise CallbackRefused(401, "wrong sign")
         config = fresh
-    trade_no = fields.get("tradeNo")
     try:
-        validate_trade_no(trade_no)
+        trade_no = validate_trade_no(fields.get("tradeNo"))
     except VexoraError:
         raise CallbackRefused(400, "tradeNo is missing or not a valid trade number") from None
-    assert isinstance(trade_no, str)
     code = fields.get("status")
     if not isinstance(code, str | int) or isinstance(code, bool) or not _CODE_RE.fullmatch(str(code)):
         raise CallbackRefused(400, f"trade {trade_no!r}: status is missing or not a status code")
