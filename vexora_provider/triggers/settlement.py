@@ -31,7 +31,7 @@ from vexora_provider.assets import (
     settlement_extra,
 )
 from vexora_provider.hooks.vexora import VexoraHook
-from vexora_provider.models import TERMINAL_STATES, PayoutQueryError
+from vexora_provider.models import TERMINAL_STATES, PayoutQueryError, PayoutStatus
 from vexora_provider.operators.payout_status import DEFAULT_TABLE
 from vexora_provider.warehouse import TableName, writer_for
 
@@ -65,6 +65,7 @@ class PollMemory:
         self.limit = limit
         self.trades: OrderedDict[str, str] = OrderedDict(trades or {})
         self.forgotten = 0
+        self.dirty = False  # changed since the last value() was taken for saving
         self._trim()
 
     def _trim(self) -> None:
@@ -84,6 +85,7 @@ class PollMemory:
         """Record an announcement (newest last)."""
         self.trades[trade_no] = key
         self.trades.move_to_end(trade_no)
+        self.dirty = True
         self._trim()
 
     def retain(self, non_final: Iterable[str]) -> bool:
@@ -92,10 +94,12 @@ class PollMemory:
         gone = [t for t in self.trades if t not in keep]
         for trade_no in gone:
             del self.trades[trade_no]
+        self.dirty = self.dirty or bool(gone)
         return bool(gone)
 
     def value(self) -> dict[str, Any]:
-        """The state-store value (plain JSON)."""
+        """The state-store value (plain JSON); the memory counts as saved from here on."""
+        self.dirty = False
         return poll_memory_value(self.trades)
 
 
@@ -168,6 +172,7 @@ class PayoutSettledTrigger(BaseEventTrigger):
         hook = BaseHook.get_connection(self.sql_conn_id).get_hook()  # type: ignore[no-untyped-call]
         if not isinstance(hook, DbApiHook):
             raise TypeError(f"connection {self.sql_conn_id!r} gives a {type(hook).__name__}, not a DbApiHook")
+        hook.log_sql = False  # one identical statement per poll: not worth a log line each time
         writer = writer_for(hook, TableName.parse(self.table))  # only for the dialect's quoting
         q, mark = writer.quote, hook.placeholder
         finals = sorted(_FINAL_KEYS)
@@ -208,7 +213,7 @@ class PayoutSettledTrigger(BaseEventTrigger):
         except Exception as exc:
             self.log.warning("Saving the watcher's memory failed (%s); it is kept in memory", exc)
 
-    async def _by_callback(self, store: Any, status: Any) -> bool:
+    async def _by_callback(self, store: Any, status: PayoutStatus) -> bool:
         if store is None:
             return False
         try:
@@ -248,12 +253,10 @@ class PayoutSettledTrigger(BaseEventTrigger):
                 self.log.warning("Reading non-final payouts from %s failed: %s", self.table, exc)
                 non_final = None
             if non_final is not None:
-                changed = memory.retain(non_final)
-                announced = 0
+                memory.retain(non_final)
                 async for event in self._poll(session, store, memory, non_final):
                     yield event
-                    announced += 1
-                if changed or announced:
+                if memory.dirty:
                     self._saves.append((time.monotonic() + PERSIST_DELAY, memory.value()))
                 if memory.forgotten:
                     self.log.warning(
@@ -270,11 +273,11 @@ class PayoutSettledTrigger(BaseEventTrigger):
         self, session: VexoraAsyncSession, store: Any, memory: PollMemory, non_final: list[str]
     ) -> AsyncIterator[TriggerEvent]:
         to_poll = [t for t in non_final if not memory.is_final(t)]
-        failed: list[PayoutQueryError] = []
-        announced = 0
+        failed, first_failure, announced = 0, "", 0
         async for result in session.stream_payout_statuses(to_poll, concurrency=self.concurrency):
             if isinstance(result, PayoutQueryError):
-                failed.append(result)
+                failed += 1
+                first_failure = first_failure or result.message
                 continue
             if not is_announced(result):
                 continue
@@ -291,8 +294,8 @@ class PayoutSettledTrigger(BaseEventTrigger):
             len(non_final),
             self.table,
             announced,
-            len(failed),
-            f" (first: {failed[0].message})" if failed else "",
+            failed,
+            f" (first: {first_failure})" if failed else "",
         )
 
     async def _wait(self, store: Any, until: float) -> None:

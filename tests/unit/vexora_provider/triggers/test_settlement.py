@@ -387,6 +387,7 @@ class TestPollMemory:
         assert memory.retain(["C", "X"]) is True
         assert memory.value() == {"trades": {"C": "failed"}}
         assert memory.retain(["C"]) is False
+        assert memory.dirty is False  # value() was taken: nothing changed since
 
     def test_saved_memory_over_the_limit_is_cut_on_load(self) -> None:
         memory = PollMemory({f"T{n}": "success" for n in range(5)}, limit=3)
