@@ -5,7 +5,8 @@ fill it: one row per payout to make). Each row becomes one mapped ``CreatePayout
 trade number is the row's business key, so a retry, a rerun or a cleared task finds the payout at
 Vexora instead of paying again. Each create waits deferred (no worker slot held) until its payout
 is final; a failed payout fails its own mapped task only. ``sync_statuses`` then loads the status
-of every payout of the batch into ``vexora_payout_status``, also when some creates failed.
+of every payout of the batch into ``vexora_payout_status``, also when some creates failed, and
+``report`` counts the batch -- or, when a payout failed, is skipped, so the DAG run fails.
 
 Connections: ``vexora_default`` (type ``vexora``) and ``vexora_warehouse`` (common-sql database
 with the ``payout_requests`` table: ``trade_no``, ``batch_id``, ``amount`` as DECIMAL or TEXT --
@@ -15,7 +16,9 @@ region: use the ones your Vexora region documents.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections import Counter
 from typing import Any
 
 import pendulum
@@ -24,6 +27,8 @@ from airflow.sdk import DAG, BaseHook, Param, task
 
 from vexora_provider.operators.create_payout import CreatePayoutOperator
 from vexora_provider.operators.payout_status import PayoutStatusToSqlOperator
+
+log = logging.getLogger(__name__)
 
 # A payment API deserves a patient poll; set this lower to watch payouts settle live.
 POLL_INTERVAL = float(os.environ.get("VEXORA_EXAMPLE_POKE_INTERVAL", "60"))
@@ -70,6 +75,14 @@ with DAG(
         ]
 
     @task
+    def report(payouts: list[dict[str, Any]]) -> dict[str, int]:
+        """Count the batch's payouts by state, and how many this run created (not found existing)."""
+        counts = Counter(payout["state"] for payout in payouts)
+        counts["created"] = sum(1 for payout in payouts if payout["created"])
+        log.info("Batch paid: %s", dict(counts))
+        return dict(counts)
+
+    @task
     def trade_numbers(requests: list[dict[str, Any]]) -> list[str]:
         """The batch's trade numbers, for the status sync."""
         return [request["trade_no"] for request in requests]
@@ -98,3 +111,4 @@ with DAG(
         trigger_rule="all_done",  # also record the payouts whose create or wait failed
     )
     create >> sync
+    report(create.output)

@@ -1,7 +1,8 @@
-"""Running a real Airflow for end-to-end tests: ``airflow standalone`` in an isolated home.
+"""Real Airflow processes for tests and benchmarks: ``airflow standalone`` and ``airflow api-server``.
 
-``airflow standalone`` runs the scheduler (LocalExecutor), the triggerer, the dag-processor and the
-API server, on free loopback ports, with SQLite as the metadata database.
+Each runs in an isolated ``AIRFLOW_HOME`` on free loopback ports, in its own process group, and is
+stopped group-wide. The metadata database is SQLite in that home, or a PostgreSQL schema (through
+``search_path``) on a server the caller names.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
 
 AIRFLOW = Path(sys.executable).parent / "airflow"
+JWT_SECRET = "vexora-test-jwt-secret-0123456789abcdef"
 
 
 def free_port() -> int:
@@ -27,39 +31,94 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Standalone:
-    """
-    ``airflow standalone`` in its own process group, and read-only views of its home.
+def postgres_url(dsn: str, schema: str) -> str:
+    """SQLAlchemy URL of ``dsn`` with every unqualified name resolved in ``schema``."""
+    base = dsn.replace("postgresql://", "postgresql+psycopg2://", 1)
+    return f"{base}?options={quote(f'-csearch_path={schema}')}"
 
-    :param home: the isolated ``AIRFLOW_HOME``.
-    :param env: the environment of every Airflow process.
+
+def consumer_dag(dag_id: str, merchant_no: str) -> str:
+    """The source of a DAG scheduled on a merchant's payouts asset, with one no-op task."""
+    return f"""
+import pendulum
+from airflow.sdk import DAG, task
+
+from vexora_provider.assets import payouts_asset
+
+with DAG("{dag_id}", schedule=[payouts_asset("{merchant_no}")],
+         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
+
+    @task
+    def book(): ...
+
+    book()
+"""
+
+
+def airflow_env(home: Path, dags: Path, api_port: int, **extra: str) -> dict[str, str]:
+    """The environment of every Airflow process of one isolated deployment."""
+    env = {
+        **os.environ,
+        "PATH": f"{AIRFLOW.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # The default 5 s fails task starts when the 2 cores are busy with other jobs.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+        **extra,
+    }
+    env.pop("AIRFLOW_CONFIG", None)
+    return env
+
+
+def airflow_cli(env: dict[str, str], *args: str, timeout: float = 300) -> str:
+    """Run ``airflow <args>`` and return its output; fail with the output's tail."""
+    done = subprocess.run([str(AIRFLOW), *args], env=env, capture_output=True, timeout=timeout, check=False)
+    output = (done.stdout + done.stderr).decode(errors="replace")
+    if done.returncode != 0:
+        raise RuntimeError(f"airflow {' '.join(args)} exited {done.returncode}:\n{output[-3000:]}")
+    return output
+
+
+class AirflowProcess:
+    """
+    One long-running Airflow command in its own process group, output to a file.
+
+    :param env: the environment (see :func:`airflow_env`).
+    :param args: the ``airflow`` subcommand and options.
+    :param output: where stdout and stderr go.
     """
 
-    def __init__(self, home: Path, env: dict[str, str]) -> None:
-        self.home = home
+    def __init__(self, env: dict[str, str], args: Sequence[str], output: Path) -> None:
         self.env = env
-        self.output = home / "standalone.out"
+        self.args = list(args)
+        self.output = output
         self.process: subprocess.Popen[bytes] | None = None
-
-    def migrate(self) -> None:
-        # airflow.cfg and the metadata DB must exist before standalone forks its components.
-        done = subprocess.run(
-            [str(AIRFLOW), "db", "migrate"], env=self.env, capture_output=True, timeout=300, check=False
-        )
-        assert done.returncode == 0, done.stderr.decode()[-3000:]
 
     def start(self) -> None:
         with self.output.open("wb") as out:
             self.process = subprocess.Popen(
-                [str(AIRFLOW), "standalone"],
+                [str(AIRFLOW), *self.args],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # one process group: standalone spawns one per component
+                start_new_session=True,  # one process group: components fork workers
             )
 
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
     def stop(self) -> None:
-        """Stop every process of the group: components can outlive standalone after SIGTERM."""
+        """Stop every process of the group: components can outlive their parent after SIGTERM."""
         if self.process is None:
             return
         group = self.process.pid
@@ -93,20 +152,38 @@ class Standalone:
         return False
 
     def wait_until(self, done: Callable[[], bool], *, timeout: float, describe: Callable[[], str]) -> None:
-        """Check ``done`` every half second; fail the test if Airflow exits or ``timeout`` passes."""
+        """Check ``done`` every half second; fail the test if the process exits or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                pytest.fail(f"airflow standalone exited early:\n{self.tail()}")
+            if self.exited():
+                pytest.fail(f"airflow {self.args[0]} exited early:\n{self.tail()}")
             if done():
                 return
             time.sleep(0.5)
         pytest.fail(f"not done in {timeout:.0f}s: {describe()}\n{self.tail()}")
 
+    def text(self) -> str:
+        return self.output.read_text(errors="replace") if self.output.exists() else "(no output)"
+
     def tail(self, lines: int = 60) -> str:
-        text = self.output.read_text(errors="replace") if self.output.exists() else "(no output)"
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(self.text().splitlines()[-lines:])
+
+
+class Standalone(AirflowProcess):
+    """
+    ``airflow standalone`` (API server, scheduler, triggerer, dag-processor) and its SQLite database.
+
+    :param home: the isolated ``AIRFLOW_HOME``.
+    :param env: the environment of every Airflow process.
+    """
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        super().__init__(env, ["standalone"], home / "standalone.out")
+        self.home = home
+
+    def migrate(self) -> None:
+        # airflow.cfg and the metadata DB must exist before standalone forks its components.
+        airflow_cli(self.env, "db", "migrate")
 
     def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
         db = self.home / "airflow.db"
@@ -123,26 +200,29 @@ class Standalone:
         return {(str(d), str(t)): (None if s is None else str(s)) for d, t, s in rows}
 
 
-def standalone_env(home: Path, dags: Path, **extra: str) -> dict[str, str]:
-    """The environment of every Airflow process: isolated home and ports, ``dags`` as the DAG folder."""
-    api_port = free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{AIRFLOW.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-        "AIRFLOW__API_AUTH__JWT_SECRET": "vexora-e2e-jwt-secret-0123456789abcdef",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False",  # the DAGs ask for deferral themselves
-        **extra,
-    }
-    env.pop("AIRFLOW_CONFIG", None)
-    return env
+class ApiServer(AirflowProcess):
+    """
+    ``airflow api-server`` on a free loopback port.
+
+    :param env: the environment (its ``AIRFLOW__API__PORT`` is the port).
+    :param output: where its output goes.
+    :param workers: uvicorn worker processes.
+    """
+
+    def __init__(self, env: dict[str, str], output: Path, *, workers: int = 1) -> None:
+        self.port = int(env["AIRFLOW__API__PORT"])
+        super().__init__(env, ["api-server", "--port", str(self.port), "--workers", str(workers)], output)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.exited():
+                raise RuntimeError(f"airflow api-server exited:\n{self.tail()}")
+            try:
+                if httpx.get(f"{self.url}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"airflow api-server not ready in {timeout:.0f}s:\n{self.tail()}")

@@ -15,14 +15,13 @@ test process. Both DAGs start by themselves (``@once``). The test proves that:
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from tests.integration.airflow_support import AIRFLOW, Standalone, standalone_env
+from tests.integration.airflow_support import AIRFLOW, Standalone, airflow_env, free_port
 from vexora_provider.testing import VexoraSimulator
 from vexora_provider.testing.server import SimulatorServer
 
@@ -50,11 +49,13 @@ def airflow_run(
     simulator: SimulatorServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Standalone, dict[tuple[str, str], set[str]]]]:
     if not AIRFLOW.exists():
-        pytest.skip(f"no airflow executable next to {sys.executable}")
+        pytest.skip(f"no airflow executable at {AIRFLOW}")
     home = tmp_path_factory.mktemp("airflow-e2e")
-    env = standalone_env(
+    env = airflow_env(
         home,
         DAGS,
+        free_port(),
+        AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="False",  # the DAG asks for deferral itself
         AIRFLOW_CONN_VEXORA_DEFAULT=simulator.airflow_connection("nigeria", max_attempts=2),
     )
     airflow = Standalone(home, env)

@@ -37,7 +37,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.airflow_support import AIRFLOW, Standalone, standalone_env
+from tests.integration.airflow_support import AIRFLOW, Standalone, airflow_env, free_port
 from tests.integration.dags_create.vexora_e2e_create import (
     DEFERRABLE,
     SEEDS,
@@ -256,7 +256,14 @@ def killed_run(
         pytest.skip(f"no airflow executable next to {sys.executable}")
     home = tmp_path_factory.mktemp("airflow-e2e-kill")
     connection = simulator.airflow_connection("nigeria", read_timeout=5, max_attempts=2)
-    airflow = Standalone(home, standalone_env(home, DAGS, AIRFLOW_CONN_VEXORA_DEFAULT=connection))
+    env = airflow_env(
+        home,
+        DAGS,
+        free_port(),
+        AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="False",  # the DAGs ask for deferral themselves
+        AIRFLOW_CONN_VEXORA_DEFAULT=connection,
+    )
+    airflow = Standalone(home, env)
     airflow.migrate()
     killer = Killer(airflow, simulator)
     airflow.start()

@@ -68,7 +68,7 @@ PERMANENT_REPLIES: dict[str, tuple[Any, type[VexoraError]]] = {
     "bad-success-time": (lambda: ok_status("T1", successTime="yesterday"), VexoraResponseFormatError),
 }
 
-# The regional shapes of ``data`` from vexora-api.md section 3.
+# The regional shapes of ``data`` Vexora documents.
 REGIONAL_DATA: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "argentina-amount-string": (
         {
@@ -155,7 +155,7 @@ class TestVexoraHook:
         assert set(body) == {"tradeNo", "timestamp", "sign"}
         assert all(isinstance(v, str) for v in body.values())
         assert verify(body, SECRET, body["sign"])
-        # No extra ever becomes a header (the HttpHook pitfall).
+        # No extra ever becomes a header (as HttpHook does with its extras).
         for key in ("read_timeout", "max_attempts", "requests_per_second", "timezone"):
             assert key not in {k.lower() for k in request.headers}
         assert_no_secret(*request.headers.values())
