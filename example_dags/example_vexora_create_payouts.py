@@ -74,7 +74,7 @@ with DAG(
             for trade_no, amount, account_no, bank_code, account_name in rows
         ]
 
-    @task
+    @task(multiple_outputs=False)  # one XCom: the counts
     def report(payouts: list[dict[str, Any]]) -> dict[str, int]:
         """Count the batch's payouts by state, and how many this run created (not found existing)."""
         counts = Counter(payout["state"] for payout in payouts)
