@@ -151,8 +151,9 @@ class AirflowProcess:
                 return True
         return False
 
-    def wait_until(self, done: Callable[[], bool], *, timeout: float, describe: Callable[[], str]) -> None:
-        """Check ``done`` every half second; fail the test if the process exits or ``timeout`` passes."""
+    def wait_until(self, done: Callable[[], object], *, timeout: float, describe: Callable[[], str]) -> None:
+        """Check ``done`` every half second until it is true; fail the test if the process exits or
+        ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.exited():

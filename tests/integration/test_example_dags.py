@@ -91,6 +91,26 @@ class TestExampleDags:
         assert dag.get_task("report").upstream_task_ids == {"create_payout"}
 
 
+def run_example(
+    dagbag: Any,
+    dag_id: str,
+    warehouse: Path,
+    server: SimulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    conf: dict[str, Any],
+) -> Any:
+    """Run an example DAG with ``dag.test()`` against ``server`` and the SQLite ``warehouse``."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VEXORA_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
+    )
+    for name, value in {**server.airflow_env(), **POLL_ENV}.items():
+        monkeypatch.setenv(name, value)
+    # dag.test() runs the DAG as Airflow finds it in a configured DAG bundle.
+    bundle = {"name": "examples", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(EXAMPLE_DAGS)}}
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([bundle]))
+    return dagbag.dags[dag_id].test(run_conf=conf)
+
+
 @pytest.mark.integration
 class TestSensorGatedRun:
     def test_sensor_failure_still_reaches_the_warehouse(
@@ -108,16 +128,15 @@ class TestSensorGatedRun:
         with sqlite3.connect(warehouse) as db:
             db.execute("CREATE TABLE payouts (trade_no TEXT PRIMARY KEY, batch_id TEXT)")
             db.executemany("INSERT INTO payouts VALUES (?, 'b1')", [("GATE-1",), ("GATE-2",)])
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_VEXORA_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
-        )
-        for name, value in vexora_simulator_server.airflow_env().items():
-            monkeypatch.setenv(name, value)
-        # dag.test() runs the DAG as Airflow finds it in a configured DAG bundle.
-        bundle = {"name": "examples", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(EXAMPLE_DAGS)}}
-        monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([bundle]))
 
-        run = dagbag.dags["example_vexora_sensor_gated"].test(run_conf={"batch_id": "b1"})
+        run = run_example(
+            dagbag,
+            "example_vexora_sensor_gated",
+            warehouse,
+            vexora_simulator_server,
+            monkeypatch,
+            {"batch_id": "b1"},
+        )
 
         assert run.state == "failed"  # the sensor's failure still shows on the run
         states = {ti.task_id: ti.state for ti in run.get_task_instances()}
@@ -146,8 +165,6 @@ class TestCreatePayoutsRun:
         tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        for name, value in POLL_ENV.items():
-            monkeypatch.setenv(name, value)
         sim = vexora_simulator_server.sim
         # The first create is accepted, then its connection drops: the task must not pay twice.
         sim.add_fault("accept_then_reset", "disbursements", trade_no="PAY-2", nth=(1,))
@@ -160,15 +177,15 @@ class TestCreatePayoutsRun:
             )
             rows = [(f"PAY-{i}", "b1", f"{i}0.50", "0123456789", "058", "Ada Obi") for i in (1, 2, 3)]
             db.executemany("INSERT INTO payout_requests VALUES (?, ?, ?, ?, ?, ?)", rows)
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_VEXORA_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
-        )
-        for name, value in vexora_simulator_server.airflow_env().items():
-            monkeypatch.setenv(name, value)
-        bundle = {"name": "examples", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(EXAMPLE_DAGS)}}
-        monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([bundle]))
 
-        run = dagbag.dags["example_vexora_create_payouts"].test(run_conf={"batch_id": "b1"})
+        run = run_example(
+            dagbag,
+            "example_vexora_create_payouts",
+            warehouse,
+            vexora_simulator_server,
+            monkeypatch,
+            {"batch_id": "b1"},
+        )
 
         assert run.state == "failed"  # PAY-3's payout failed: the run says so
         states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
