@@ -65,6 +65,7 @@ bench: venv
 	$(BIN)/python bench/bench_upsert.py
 	$(BIN)/python bench/bench_operator.py
 	$(BIN)/python bench/bench_callbacks.py
+	$(BIN)/python bench/bench_create.py
 
 clean:
 	rm -rf $(VENV) .airflow .demo site .pytest_cache .mypy_cache .ruff_cache

@@ -50,7 +50,7 @@ def baseline_app() -> Any:
 
     sim = VexoraSimulator(seed=SEED)
     sim.create_payouts(PAYOUTS, {"success": 0.7, "pending": 0.3})
-    payouts = {t: p.as_dict() for t, p in sim.state.payouts.items()}
+    payouts = {p.trade_no: p.as_dict() for p in sim.state.payouts.values()}
 
     async def query(request: Request) -> JSONResponse:
         fields = await request.json()

@@ -12,9 +12,12 @@ field, so they cannot disagree about what a retry or another poll can fix.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TypedDict, Unpack
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+if TYPE_CHECKING:
+    from vexora_provider.models import PayoutStatus
 
 __all__ = [
     "Permanence",
@@ -23,8 +26,11 @@ __all__ = [
     "VexoraConfigError",
     "VexoraError",
     "VexoraHTTPError",
+    "VexoraInvalidPayoutError",
     "VexoraInvalidTradeNoError",
+    "VexoraPayoutExistsError",
     "VexoraPayoutFailedError",
+    "VexoraPayoutUnknownError",
     "VexoraResponseFormatError",
     "VexoraTransportError",
 ]
@@ -162,6 +168,17 @@ class VexoraInvalidTradeNoError(VexoraError, ValueError):
     default_permanence = Permanence.TRADE
 
 
+class VexoraInvalidPayoutError(VexoraError, ValueError):
+    """
+    A payout to create was rejected before any request: its amount is not a finite, positive,
+    plain decimal, or a beneficiary field, ``notifyUrl`` or ``remark`` is not text.
+
+    :param message: which input is wrong and why.
+    """
+
+    default_permanence = Permanence.TRADE
+
+
 class VexoraAPIError(VexoraError):
     """
     The gateway answered with a request-level ``code`` other than ``0000``.
@@ -258,3 +275,37 @@ class VexoraPayoutFailedError(VexoraError):
         self.payout_code = payout_code
         self.state = state
         self.payout_message = payout_message
+
+
+class VexoraPayoutExistsError(VexoraError):
+    """
+    A payout with this trade number already exists at the gateway, so none was created.
+
+    The trade number is the merchant's unique key for one payout: creating it again can never
+    succeed, and must not.
+
+    :param existing: the payout the gateway holds under this trade number.
+    """
+
+    default_permanence = Permanence.TRADE
+
+    def __init__(self, *, existing: PayoutStatus, **kwargs: Unpack[ErrorFacts]) -> None:
+        super().__init__(
+            f"a payout with this trade number already exists ({existing.state.value}, status "
+            f"{existing.status_code}); it was not created again",
+            **kwargs,
+        )
+        self.existing = existing
+
+
+class VexoraPayoutUnknownError(VexoraError):
+    """
+    A create request got no clear answer, and the status query that should settle it failed.
+
+    Whether the payout exists is unknown, so nothing more was sent. Trying again later is safe:
+    the next attempt queries the trade number before it sends anything.
+
+    :param message: what the create got and what the query got, without any secret.
+    """
+
+    default_permanence = Permanence.TRANSIENT

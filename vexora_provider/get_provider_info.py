@@ -12,7 +12,7 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-vexora",
         "name": "Vexora",
-        "description": "Vexora payment gateway: payout status hook, sensor, trigger and warehouse sync.",
+        "description": "Vexora payment gateway: payout creation and status hook, sensor, trigger, operators.",
         "integrations": [
             {
                 "integration-name": "Vexora",
@@ -34,7 +34,13 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "operators": [
-            {"integration-name": "Vexora", "python-modules": ["vexora_provider.operators.payout_status"]}
+            {
+                "integration-name": "Vexora",
+                "python-modules": [
+                    "vexora_provider.operators.payout_status",
+                    "vexora_provider.operators.create_payout",
+                ],
+            }
         ],
         # The callback plugin is registered through the ``airflow.plugins`` entry point only: a
         # "plugins" entry here would load it a second time where lazy provider discovery is off.

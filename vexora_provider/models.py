@@ -16,7 +16,12 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from vexora_provider.exceptions import VexoraConfigError, VexoraError, VexoraResponseFormatError
+from vexora_provider.exceptions import (
+    VexoraConfigError,
+    VexoraError,
+    VexoraInvalidPayoutError,
+    VexoraResponseFormatError,
+)
 
 __all__ = [
     "DEFAULT_STATUS_MAP",
@@ -31,6 +36,7 @@ __all__ = [
     "dumps_exact",
     "parse_balance",
     "parse_payout_status",
+    "validate_payout_amount",
 ]
 
 SUCCESS_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -257,6 +263,58 @@ def parse_amount(value: object, name: str, *, trade_no: str | None = None) -> De
     if amount is None or not amount.is_finite():
         raise VexoraResponseFormatError(f"{name} is not an amount: {value!r}", trade_no=trade_no)
     return amount
+
+
+# An amount as a person writes it: ASCII digits and an optional fraction; no sign, exponent,
+# digit separators or other scripts' digits. Checked before any request.
+_PLAIN_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+MAX_AMOUNT_DIGITS = 32
+
+
+def validate_payout_amount(value: object, *, trade_no: str | None = None) -> str:
+    """
+    Return a payout amount as the exact decimal text to send, or raise before any request.
+
+    Accepts a string of ASCII digits with an optional fraction (``"1500.00"``; surrounding
+    whitespace is ignored), a ``Decimal`` or an ``int``, finite and greater than zero, with at most
+    32 digits. The text sent has the same digits and scale, never an exponent
+    (``Decimal("1.5E+3")`` is sent as ``"1500"``). Floats are refused: most decimal amounts have
+    no exact binary value.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if not _PLAIN_DECIMAL.fullmatch(text):
+            raise VexoraInvalidPayoutError(
+                f"amount {value!r} is not a plain decimal such as '1500.00' (ASCII digits and an "
+                "optional '.', no sign, exponent or separators)",
+                trade_no=trade_no,
+            )
+        amount = Decimal(text)
+    elif isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        amount = Decimal(value)
+    elif isinstance(value, float):
+        raise VexoraInvalidPayoutError(
+            f"amount {value!r} is a float, which cannot hold most decimal amounts exactly: pass a "
+            "string such as '1500.00' or a Decimal",
+            trade_no=trade_no,
+        )
+    else:
+        raise VexoraInvalidPayoutError(
+            f"amount must be a string, Decimal or int, not {type(value).__name__}", trade_no=trade_no
+        )
+    if not amount.is_finite() or amount <= 0:
+        raise VexoraInvalidPayoutError(
+            f"amount {value!r} must be finite and greater than zero", trade_no=trade_no
+        )
+    _, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    if max(len(digits) + exponent, 1) + max(-exponent, 0) > MAX_AMOUNT_DIGITS:
+        raise VexoraInvalidPayoutError(
+            f"amount {value!r} has more than {MAX_AMOUNT_DIGITS} digits", trade_no=trade_no
+        )
+    return format(amount, "f")
 
 
 def parse_success_time(value: object, tz: ZoneInfo | None, *, trade_no: str | None = None) -> datetime | None:

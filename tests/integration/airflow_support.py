@@ -14,11 +14,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import pytest
 
 AIRFLOW = Path(sys.executable).parent / "airflow"
 JWT_SECRET = "vexora-test-jwt-secret-0123456789abcdef"
@@ -149,6 +150,18 @@ class AirflowProcess:
             if int(fields[2]) == group and fields[0] != "Z":
                 return True
         return False
+
+    def wait_until(self, done: Callable[[], object], *, timeout: float, describe: Callable[[], str]) -> None:
+        """Check ``done`` every half second until it is true; fail the test if the process exits or
+        ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.exited():
+                pytest.fail(f"airflow {self.args[0]} exited early:\n{self.tail()}")
+            if done():
+                return
+            time.sleep(0.5)
+        pytest.fail(f"not done in {timeout:.0f}s: {describe()}\n{self.tail()}")
 
     def text(self) -> str:
         return self.output.read_text(errors="replace") if self.output.exists() else "(no output)"

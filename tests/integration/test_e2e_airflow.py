@@ -15,7 +15,6 @@ test process. Both DAGs start by themselves (``@once``). The test proves that:
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -64,20 +63,16 @@ def airflow_run(
     airflow.start()
     seen: dict[tuple[str, str], set[str]] = {}
     wanted = [(SETTLES, SENSOR), (SETTLES, "report"), (FAILS, SENSOR)]
+
+    def finished() -> bool:
+        states = airflow.task_states()
+        for key, state in states.items():
+            seen.setdefault(key, set()).add(str(state))
+        return all(states.get(key) in {"success", "failed", "upstream_failed"} for key in wanted)
+
     try:
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            assert airflow.process is not None
-            if airflow.process.poll() is not None:
-                pytest.fail(f"airflow standalone exited early:\n{airflow.tail()}")
-            states = airflow.task_states()
-            for key, state in states.items():
-                seen.setdefault(key, set()).add(str(state))
-            if all(states.get(key) in {"success", "failed", "upstream_failed"} for key in wanted):
-                break
-            time.sleep(0.5)  # deferral lasts seconds: frequent enough to see it
-        else:
-            pytest.fail(f"DAG runs did not finish in {DEADLINE:.0f}s; states {seen}\n{airflow.tail()}")
+        # Every half second: deferral lasts seconds, frequent enough to see it.
+        airflow.wait_until(finished, timeout=DEADLINE, describe=lambda: f"DAG runs; states {seen}")
         yield airflow, seen
     finally:
         airflow.stop()

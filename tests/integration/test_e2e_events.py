@@ -122,14 +122,7 @@ def servers() -> Iterator[tuple[SimulatorServer, SimulatorServer]]:
 
 
 def wait_for(what: str, check: Any, airflow: Standalone, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        assert airflow.process is not None
-        if airflow.exited():
-            pytest.fail(f"airflow standalone exited early:\n{airflow.tail()}")
-        if check():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}\n{airflow.tail()}")
+    airflow.wait_until(check, timeout=deadline - time.monotonic(), describe=lambda: f"waiting for {what}")
 
 
 def api_up(port: int) -> bool:

@@ -15,11 +15,18 @@ EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
 
+# What `make demo` sets too: the examples' deferred waits poll every fraction of a second.
+POLL_ENV = {"VEXORA_EXAMPLE_POKE_INTERVAL": "0.2"}
+
+
 @pytest.fixture(scope="module")
 def dagbag() -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(EXAMPLE_DAGS))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in POLL_ENV.items():
+            patch.setenv(name, value)
+        return DagBag(dag_folder=str(EXAMPLE_DAGS))
 
 
 class TestExampleDags:
@@ -29,6 +36,7 @@ class TestExampleDags:
             "example_vexora_warehouse_sync",
             "example_vexora_sensor_gated",
             "example_vexora_mapped_sync",
+            "example_vexora_create_payouts",
             "example_vexora_settlement_events",
         }
 
@@ -70,6 +78,38 @@ class TestExampleDags:
         assert refresh.upstream_task_ids == {"plan_batches"}
         assert refresh.max_active_tis_per_dag == 4
 
+    def test_creates_are_mapped_deferred_then_synced(self, dagbag: Any) -> None:
+        dag = dagbag.dags["example_vexora_create_payouts"]
+        create = dag.get_task("create_payout")
+        assert create.upstream_task_ids == {"payout_requests"}
+        assert create.partial_kwargs["deferrable"] is True
+        assert create.partial_kwargs["wait_for_completion"] is True
+        assert create.partial_kwargs["retries"] == 3
+        sync = dag.get_task("sync_statuses")
+        assert sync.upstream_task_ids == {"create_payout", "trade_numbers"}
+        assert sync.trigger_rule == "all_done"
+        assert dag.get_task("report").upstream_task_ids == {"create_payout"}
+
+
+def run_example(
+    dagbag: Any,
+    dag_id: str,
+    warehouse: Path,
+    server: SimulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    conf: dict[str, Any],
+) -> Any:
+    """Run an example DAG with ``dag.test()`` against ``server`` and the SQLite ``warehouse``."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VEXORA_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
+    )
+    for name, value in {**server.airflow_env(), **POLL_ENV}.items():
+        monkeypatch.setenv(name, value)
+    # dag.test() runs the DAG as Airflow finds it in a configured DAG bundle.
+    bundle = {"name": "examples", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(EXAMPLE_DAGS)}}
+    monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([bundle]))
+    return dagbag.dags[dag_id].test(run_conf=conf)
+
 
 @pytest.mark.integration
 class TestSensorGatedRun:
@@ -88,16 +128,15 @@ class TestSensorGatedRun:
         with sqlite3.connect(warehouse) as db:
             db.execute("CREATE TABLE payouts (trade_no TEXT PRIMARY KEY, batch_id TEXT)")
             db.executemany("INSERT INTO payouts VALUES (?, 'b1')", [("GATE-1",), ("GATE-2",)])
-        monkeypatch.setenv(
-            "AIRFLOW_CONN_VEXORA_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
-        )
-        for name, value in vexora_simulator_server.airflow_env().items():
-            monkeypatch.setenv(name, value)
-        # dag.test() runs the DAG as Airflow finds it in a configured DAG bundle.
-        bundle = {"name": "examples", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(EXAMPLE_DAGS)}}
-        monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([bundle]))
 
-        run = dagbag.dags["example_vexora_sensor_gated"].test(run_conf={"batch_id": "b1"})
+        run = run_example(
+            dagbag,
+            "example_vexora_sensor_gated",
+            warehouse,
+            vexora_simulator_server,
+            monkeypatch,
+            {"batch_id": "b1"},
+        )
 
         assert run.state == "failed"  # the sensor's failure still shows on the run
         states = {ti.task_id: ti.state for ti in run.get_task_instances()}
@@ -114,3 +153,54 @@ class TestSensorGatedRun:
                 "SELECT trade_no, state, status_code, amount FROM vexora_payout_status ORDER BY trade_no"
             ).fetchall()
         assert rows == [("GATE-1", "success", "0000", "120.5000"), ("GATE-2", "unknown", "0042", rows[1][3])]
+
+
+@pytest.mark.integration
+class TestCreatePayoutsRun:
+    def test_each_request_pays_once_and_every_status_is_loaded(
+        self,
+        dagbag: Any,
+        vexora_airflow_db: str,
+        vexora_simulator_server: SimulatorServer,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        sim = vexora_simulator_server.sim
+        # The first create is accepted, then its connection drops: the task must not pay twice.
+        sim.add_fault("accept_then_reset", "disbursements", trade_no="PAY-2", nth=(1,))
+        sim.add_payout("PAY-3", "failed", pending_polls=0, created=False, message="INVALID_ACCOUNT")
+        warehouse = tmp_path / "warehouse.db"
+        with sqlite3.connect(warehouse) as db:
+            db.execute(
+                "CREATE TABLE payout_requests (trade_no TEXT PRIMARY KEY, batch_id TEXT, amount TEXT,"
+                " account_no TEXT, bank_code TEXT, account_name TEXT)"
+            )
+            rows = [(f"PAY-{i}", "b1", f"{i}0.50", "0123456789", "058", "Ada Obi") for i in (1, 2, 3)]
+            db.executemany("INSERT INTO payout_requests VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+        run = run_example(
+            dagbag,
+            "example_vexora_create_payouts",
+            warehouse,
+            vexora_simulator_server,
+            monkeypatch,
+            {"batch_id": "b1"},
+        )
+
+        assert run.state == "failed"  # PAY-3's payout failed: the run says so
+        states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+        assert states == {
+            ("payout_requests", -1): "success",
+            ("trade_numbers", -1): "success",
+            ("create_payout", 0): "success",
+            ("create_payout", 1): "success",
+            ("create_payout", 2): "failed",
+            ("sync_statuses", -1): "success",
+            ("report", -1): "upstream_failed",
+        }
+        assert [sim.creates(f"PAY-{i}") for i in (1, 2, 3)] == [1, 1, 1]
+        with sqlite3.connect(warehouse) as db:
+            loaded = db.execute(
+                "SELECT trade_no, state FROM vexora_payout_status ORDER BY trade_no"
+            ).fetchall()
+        assert loaded == [("PAY-1", "success"), ("PAY-2", "success"), ("PAY-3", "failed")]

@@ -10,6 +10,7 @@ which HTTP library carried the bytes.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -35,13 +36,17 @@ from vexora_provider.signing import signed_body, timestamp_ms
 __all__ = [
     "AUTH_HINT",
     "BALANCE_PATH",
+    "DISBURSEMENTS_PATH",
     "MAX_TRADE_NO_LENGTH",
     "PAYOUT_STATUS_PATH",
+    "UNSENT_KINDS",
     "Answer",
     "FetchStats",
     "TransportFailure",
     "read_balance",
+    "read_created",
     "read_envelope",
+    "read_lookup",
     "read_status",
     "request_headers",
     "shorten",
@@ -52,6 +57,7 @@ __all__ = [
 
 PAYOUT_STATUS_PATH = "/v1/vexora/queryPayOutResult"
 BALANCE_PATH = "/v1/vexora/queryBalance"
+DISBURSEMENTS_PATH = "/v1/vexora/disbursements"
 MAX_TRADE_NO_LENGTH = 32
 AUTH_HINT = "check the merchant number (login) and the app secret (password)"
 
@@ -210,12 +216,46 @@ def read_status(answer: Answer, trade_no: str, config: VexoraConfig) -> PayoutSt
     return parse_payout_status(data, trade_no=trade_no, status_map=config.status_map, tz=config.timezone)
 
 
+# How the gateway words "no payout has this trade number" in the msg of a code 8000 answer to a
+# status query (the code alone also means "the query failed"). Only this wording lets a create
+# go ahead; any other 8000 is a failed query, after which nothing is sent.
+ORDER_MISSING = re.compile(
+    r"(?:order|trade\s*no)\s*(?:does\s*)?not\s*(?:exist|found)|订单不存在", re.IGNORECASE
+)
+
+
+def read_lookup(answer: Answer, trade_no: str, config: VexoraConfig) -> PayoutStatus | None:
+    """Return the payout in ``answer``, ``None`` when the gateway says it has no such payout."""
+    try:
+        return read_status(answer, trade_no, config)
+    except VexoraAPIError as err:
+        if err.code == "8000" and ORDER_MISSING.search(err.msg):
+            return None
+        raise
+
+
+def read_created(answer: Answer, trade_no: str, config: VexoraConfig) -> PayoutStatus:
+    """Return the payout a ``disbursements`` answer reports, or raise what the answer amounts to."""
+    try:
+        data = read_envelope(answer, trade_no=trade_no, query=True)
+    except VexoraAPIError as err:
+        # Code 8000 to a create is a refusal of this payout (balance, amount, duplicate, or the
+        # credentials: the status query that follows tells which), never proof of bad credentials.
+        if err.code != "5000":
+            err.permanence = Permanence.CALL
+        raise
+    return parse_payout_status(data, trade_no=trade_no, status_map=config.status_map, tz=config.timezone)
+
+
 def read_balance(answer: Answer) -> Balance:
     """Return the balance in ``answer`` or raise the typed error it amounts to."""
     return parse_balance(read_envelope(answer, trade_no=None, query=False))
 
 
 _CONNECT_KINDS = frozenset({"connect_timeout", "refused", "connect"})
+#: Transport failures of requests that never reached the gateway: no connection (or proxy
+#: tunnel) was ever established, so no byte of the body was sent and sending it again is safe.
+UNSENT_KINDS = _CONNECT_KINDS | {"pool_timeout", "proxy", "tls_verify", "unsupported"}
 
 # What each kind of transport failure says; ``peer`` is the proxy for connect failures through
 # one (the connection we open is the proxy's), ``via`` names the proxy for the others.

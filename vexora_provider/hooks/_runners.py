@@ -1,23 +1,28 @@
 """Runners: carry out the attempt driver's steps, blocking (sync hook) or on the event loop.
 
-The two differ only in how they send and wait; every decision is the driver's.
+The two differ only in how they send and wait; every decision is the driver's, or, for a
+sequence of calls such as creating a payout, the flow's (:meth:`SyncRunner.run_flow`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar
 
 from vexora_provider.exceptions import VexoraError
 from vexora_provider.hooks import _retry
 from vexora_provider.hooks._driver import Call, Driver, Pause, Send, Wait
 from vexora_provider.hooks._protocol import Answer, TransportFailure
 
-__all__ = ["AsyncRunner", "SyncRunner"]
+__all__ = ["AsyncRunner", "Flow", "SyncRunner"]
 
 T = TypeVar("T")
+
+#: A sequence of calls decided step by step: yields the next call (or a wait), is sent the call's
+#: result or thrown its error, returns the outcome.
+Flow = Generator[Call[Any] | Wait, Any, T]
 
 
 class SyncRunner:
@@ -60,6 +65,24 @@ class SyncRunner:
                 else:
                     self._check_credentials()
                     step = next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def run_flow(self, flow: Flow[T]) -> T:
+        """Run each call ``flow`` asks for, feeding back results and errors, to its outcome."""
+        try:
+            step = next(flow)
+            while True:
+                if isinstance(step, Wait):
+                    _retry.sleep(step.seconds)
+                    step = next(flow)
+                    continue
+                try:
+                    result = self.run(step)
+                except VexoraError as error:
+                    step = flow.throw(error)
+                else:
+                    step = flow.send(result)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
@@ -118,6 +141,24 @@ class AsyncRunner:
                 else:
                     await self._check_credentials()
                     step = next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def run_flow(self, flow: Flow[T]) -> T:
+        """Run each call ``flow`` asks for, feeding back results and errors, to its outcome."""
+        try:
+            step = next(flow)
+            while True:
+                if isinstance(step, Wait):
+                    await _retry.asleep(step.seconds)
+                    step = next(flow)
+                    continue
+                try:
+                    result = await self.run(step)
+                except VexoraError as error:
+                    step = flow.throw(error)
+                else:
+                    step = flow.send(result)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 

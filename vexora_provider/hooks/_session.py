@@ -16,6 +16,7 @@ from vexora_provider.exceptions import (
     VexoraTransportError,
 )
 from vexora_provider.hooks import _retry
+from vexora_provider.hooks._create import PayoutRequest, create_flow, lookup_call
 from vexora_provider.hooks._driver import Credentials, Driver
 from vexora_provider.hooks._protocol import Answer, FetchStats, validate_trade_no
 from vexora_provider.hooks._runners import AsyncRunner
@@ -88,6 +89,14 @@ class VexoraAsyncSession:
     async def get_balance(self) -> Balance:
         """Return the merchant's balance (``queryBalance``)."""
         return await self._runner.run(self._driver.balance_call())
+
+    async def find_payout(self, trade_no: str) -> PayoutStatus | None:
+        """Return the payout's status, or ``None`` when the gateway says it has no such payout."""
+        return await self._runner.run(lookup_call(self._driver, validate_trade_no(trade_no)))
+
+    async def create_payout(self, request: PayoutRequest) -> PayoutStatus:
+        """Create a validated payout at most once (see :meth:`VexoraHook.create_payout`)."""
+        return await self._runner.run_flow(create_flow(self._driver, request))
 
     async def _fetch_one(self, trade_no: object) -> PayoutStatus | PayoutQueryError:
         try:

@@ -1,6 +1,7 @@
-"""The Vexora hook: signed payout-status and balance queries, sync, async and in bulk.
+"""The Vexora hook: signed payout creation, payout-status and balance queries, sync, async and in bulk.
 
-The attempt driver lives in :mod:`._driver`, the request shape and the reading of answers in
+The attempt driver lives in :mod:`._driver`, the create flow in :mod:`._create`, the request
+shape and the reading of answers in
 :mod:`._protocol`, the proxy and TLS settings in :mod:`._network`, the HTTP libraries in
 :mod:`._transport`, the async session and bulk stream in :mod:`._session`; this module wires them
 to an Airflow connection.
@@ -9,8 +10,9 @@ to an Airflow connection.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ from airflow.sdk.exceptions import AirflowException
 from vexora_provider.config import VexoraConfig
 from vexora_provider.exceptions import VexoraError
 from vexora_provider.hooks import _retry
+from vexora_provider.hooks._create import PayoutRequest, create_flow, lookup_call
 from vexora_provider.hooks._driver import Driver, RetryRule
 from vexora_provider.hooks._network import Network, network_for
 from vexora_provider.hooks._protocol import (
@@ -64,7 +67,7 @@ log = logging.getLogger(__name__)
 
 class VexoraHook(BaseHook):
     """
-    Query Vexora payout statuses and the merchant balance, with retries and a rate limit.
+    Create Vexora payouts, query their statuses and the merchant balance, with retries and a rate limit.
 
     The connection is resolved lazily (never in ``__init__``): :attr:`config` on the sync path,
     :meth:`aget_config` on the async path, which uses only Airflow's async connection APIs. Both
@@ -189,6 +192,47 @@ class VexoraHook(BaseHook):
         runner = self._runner
         return runner.run(runner.driver.status_call(trade_no))
 
+    def find_payout(self, trade_no: str) -> PayoutStatus | None:
+        """Return the payout's status, or ``None`` when the gateway says it has no such payout."""
+        trade_no = validate_trade_no(trade_no)
+        runner = self._runner
+        return runner.run(lookup_call(runner.driver, trade_no))
+
+    def create_payout(
+        self,
+        *,
+        trade_no: str,
+        amount: Decimal | str,
+        fields: Mapping[str, str],
+        notify_url: str | None = None,
+        remark: str | None = None,
+    ) -> PayoutStatus:
+        """
+        Create one payout (``disbursements``), at most once per trade number, and return it.
+
+        The trade number is queried first; a create is only sent when the gateway says it has no
+        such payout, and a create whose outcome is unclear (timeout, dropped connection, 5xx, code
+        5000) is settled by querying again before anything else is sent.
+
+        :param trade_no: your unique key for this payout (at most 32 characters).
+        :param amount: a ``Decimal`` or plain decimal text such as ``"1500.00"``, greater than
+            zero; sent as exactly that decimal text.
+        :param fields: the region's beneficiary fields (account, bank code, name …), all text,
+            sent and signed as given.
+        :param notify_url: where Vexora sends status callbacks.
+        :param remark: free text kept with the payout.
+        :raises VexoraPayoutExistsError: a payout with this trade number already exists; it is in
+            the error's ``existing``, and nothing was sent.
+        :raises VexoraInvalidPayoutError: an input is invalid; nothing was sent.
+        :raises VexoraPayoutUnknownError: whether the payout exists could not be settled; nothing
+            more was sent, and calling again is safe.
+        """
+        request = PayoutRequest.build(
+            trade_no=trade_no, amount=amount, fields=fields, notify_url=notify_url, remark=remark
+        )
+        runner = self._runner
+        return runner.run_flow(create_flow(runner.driver, request))
+
     def get_balance(self) -> Balance:
         """Return the merchant's balance (``queryBalance``)."""
         runner = self._runner
@@ -274,6 +318,28 @@ class VexoraHook(BaseHook):
         validate_trade_no(trade_no)
         async with self.async_session(concurrency=1) as session:
             return await session.get_payout_status(trade_no)
+
+    async def afind_payout(self, trade_no: str) -> PayoutStatus | None:
+        """Async :meth:`find_payout`."""
+        validate_trade_no(trade_no)
+        async with self.async_session(concurrency=1) as session:
+            return await session.find_payout(trade_no)
+
+    async def acreate_payout(
+        self,
+        *,
+        trade_no: str,
+        amount: Decimal | str,
+        fields: Mapping[str, str],
+        notify_url: str | None = None,
+        remark: str | None = None,
+    ) -> PayoutStatus:
+        """Async :meth:`create_payout` (the same flow, on the event loop)."""
+        request = PayoutRequest.build(
+            trade_no=trade_no, amount=amount, fields=fields, notify_url=notify_url, remark=remark
+        )
+        async with self.async_session(concurrency=1) as session:
+            return await session.create_payout(request)
 
     async def aget_balance(self) -> Balance:
         """Async :meth:`get_balance`."""

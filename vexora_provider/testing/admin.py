@@ -69,7 +69,7 @@ class AdminApi:
         if route == "payouts":
             return self._payouts(method, data)
         if route.startswith("payouts/") and method == "GET":
-            payout = sim.state.payouts.get(unquote(route[len("payouts/") :]))
+            payout = sim.state.find(sim.merchant_no, unquote(route[len("payouts/") :]))
             return _json(200, payout.as_dict()) if payout else _json(404, {"error": "no such payout"})
         if route == "faults":
             if method == "POST":

@@ -118,13 +118,22 @@ class CallbackDispatcher:
             return
         self._push(0.0, 1, payout.notify_url, self.body_for(payout))
 
-    def redeliver(self, trade_no: str) -> None:
+    def redeliver(self, trade_no: str, merchant_no: str | None = None) -> None:
         """Send the payout's current notification again now, as Vexora does when an ``OK`` was lost.
 
         It is signed and retried like any callback; raises ``KeyError`` for an unknown payout and
-        ``ValueError`` for one without a ``notifyUrl``.
+        ``ValueError`` for one without a ``notifyUrl``, or a trade number that several merchants
+        use when ``merchant_no`` does not say whose.
         """
-        payout = self.state.payouts[trade_no]
+        with self.state.lock:
+            found = [
+                p for (m, t), p in self.state.payouts.items() if t == trade_no and merchant_no in (None, m)
+            ]
+        if not found:
+            raise KeyError(trade_no)
+        if len(found) > 1:
+            raise ValueError(f"several merchants have a payout {trade_no!r}: name the merchant_no")
+        payout = found[0]
         if not payout.notify_url:
             raise ValueError(f"payout {trade_no!r} has no notifyUrl")
         self._push(0.0, 1, payout.notify_url, self.body_for(payout))

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vexora_provider.testing.faults import FaultRule, parse_fault
+from vexora_provider.testing.gateway import DUPLICATE_CODE
 from vexora_provider.testing.server import SimulatorDependencyError
 from vexora_provider.testing.simulator import VexoraSimulator
 from vexora_provider.testing.state import PendingSpec
@@ -64,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--region", default="nigeria", help="region used in the printed connection (default nigeria)")
     add("--conn-id", default="vexora_default", help="connection id used in the printed AIRFLOW_CONN_ line")
     add("--callback-time-scale", type=float, default=1.0, help="compress the callback retry schedule")
+    add(
+        "--duplicate-code", default=DUPLICATE_CODE, help=f"code for a used tradeNo (default {DUPLICATE_CODE})"
+    )
     add("--notify-url", default=None, help="loopback URL the --payouts send their callbacks to")
     add("--info-file", type=Path, help="also write URL and credentials as JSON to this file")
     add("--engine", choices=("fast", "uvicorn"), default="fast", help="HTTP server engine (default fast)")
@@ -87,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.secret,
         callback_time_scale=args.callback_time_scale,
         faults=_rules(args),
+        duplicate_code=args.duplicate_code,
     )
     trade_nos = (
         sim.create_payouts(

@@ -4,7 +4,9 @@ A rule fires for calls that match its endpoint, trade number and call number, wi
 probability. The dice are a hash of ``(seed, rule, endpoint, trade number, nth call of that
 trade)``, so a seeded run injects the same faults into the same calls whatever the arrival order
 of concurrent requests. Latency rules add up and combine with the answer; the first other rule
-that fires replaces the answer.
+that fires replaces the answer. An ``accept_then_*`` rule does not spare the call: the gateway
+does the work (a create is accepted and the money moves) and only then is the answer lost, the
+one failure after which a client cannot tell whether its request took effect.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from vexora_provider.testing.state import unit
 
-__all__ = ["ENDPOINTS", "FAULT_KINDS", "FaultPlan", "FaultRule", "parse_fault"]
+__all__ = ["ACCEPT_THEN", "ENDPOINTS", "FAULT_KINDS", "FaultPlan", "FaultRule", "parse_fault"]
 
 ENDPOINTS = ("queryPayOutResult", "queryBalance", "disbursements", "queryPayInResult")
 #: ``latency`` delays the real answer; every other kind replaces it.
@@ -33,7 +35,13 @@ FAULT_KINDS = (
     "truncated",
     "hang",
     "reset",
+    "not_found",
+    "accept_then_reset",
+    "accept_then_http_502",
+    "accept_then_hang",
 )
+#: Prefix of the kinds that answer only after the gateway has done the work.
+ACCEPT_THEN = "accept_then_"
 _NORMAL = NormalDist()
 
 
@@ -41,7 +49,10 @@ _NORMAL = NormalDist()
 class FaultRule:
     """One fault to inject.
 
-    :param kind: one of :data:`FAULT_KINDS`.
+    :param kind: one of :data:`FAULT_KINDS`. ``not_found`` answers a status query "order not
+        exist" as a lagging replica would, even for a payout that exists; ``accept_then_reset``,
+        ``accept_then_http_502`` and ``accept_then_hang`` handle the call, then drop the
+        connection, answer HTTP 502 or hang instead of answering.
     :param endpoint: endpoint name (``queryPayOutResult``, ``queryBalance``, ``disbursements``)
         or ``"*"`` for all of them.
     :param probability: chance in [0, 1] that a matching call gets the fault.
@@ -53,7 +64,8 @@ class FaultRule:
     :param latency_max_ms: ``latency``: upper bound of a uniform delay.
     :param latency_sigma: ``latency``: sigma of a log-normal delay around ``latency_ms``.
     :param retry_after: ``http_429``: seconds sent in ``Retry-After``.
-    :param hang_seconds: ``hang``: how long the server holds the call before dropping it.
+    :param hang_seconds: ``hang``, ``accept_then_hang``: how long the server holds the call
+        before dropping it.
     """
 
     kind: str

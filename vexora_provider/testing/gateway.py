@@ -19,17 +19,21 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from vexora_provider.signing import SIGN_FIELD, sign
-from vexora_provider.testing.faults import FaultPlan, FaultRule
+from vexora_provider.testing.faults import ACCEPT_THEN, FaultPlan, FaultRule
 from vexora_provider.testing.regions import DEFAULT_REGION, REGION_VARIANTS, RegionVariant, format_amount
 from vexora_provider.testing.state import PARTIAL, SUCCESS, Payout, SimulatorState, pick_final
 
-__all__ = ["API_PREFIX", "Gateway", "Reply"]
+__all__ = ["API_PREFIX", "DUPLICATE_CODE", "Gateway", "Reply"]
 
 API_PREFIX = "/v1/vexora/"
 _JSON = b"application/json"
 _HTML_ERRORS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Temporarily Unavailable"}
 # Valid JSON syntax up to the point where a broken upstream cut it off mid-object.
 _MALFORMED = b'{"code":"0000","msg":"success","success":true,"data":{"status":"0000","tradeNo":'
+#: What ``disbursements`` answers for a trade number the merchant already used. Vexora does not
+#: document its code, so the simulator's is configurable (``duplicate_code``); this default is
+#: ours, distinct from every documented code.
+DUPLICATE_CODE = "8001"
 
 
 @dataclass(slots=True)
@@ -85,6 +89,7 @@ class Gateway:
     :param create_pending_polls: pending polls for payouts created through ``disbursements``.
     :param create_pending_seconds: pending seconds for payouts created through ``disbursements``.
     :param admin: handler for ``/_simulator/...`` paths (method, path, query, body).
+    :param duplicate_code: the ``code`` a ``disbursements`` call for a used trade number gets.
     """
 
     state: SimulatorState
@@ -99,6 +104,9 @@ class Gateway:
     requests: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     calls: dict[tuple[str, str], int] = field(default_factory=dict)
+    duplicate_code: str = DUPLICATE_CODE
+    #: Accepted disbursements per ``(merchant_no, trade_no)``: how many payouts really went out.
+    disbursed: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     # -- entry point -------------------------------------------------------------------------
     def handle(self, method: str, path: str, merchant_no: str | None, body: bytes, query: str = "") -> Reply:
@@ -123,6 +131,8 @@ class Gateway:
             nth = self.calls[endpoint, key] = self.calls.get((endpoint, key), 0) + 1
             delay, fault = self.faults.decide(self.state.seed, endpoint, key, nth)
             if fault is not None:
+                if fault.kind.startswith(ACCEPT_THEN):
+                    self._api(endpoint, region, merchant_no, fields)  # done; the answer is lost
                 reply = self._fault(fault)
                 self.outcomes[endpoint, fault.kind] += 1
             else:
@@ -149,7 +159,7 @@ class Gateway:
         return Reply(200, text.encode())
 
     def _fault(self, rule: FaultRule) -> Reply:
-        kind = rule.kind
+        kind = rule.kind.removeprefix(ACCEPT_THEN)
         if kind.startswith("http_") and kind != "http_429":
             status = int(kind[5:])
             title = f"{status} {_HTML_ERRORS[status]}"
@@ -166,6 +176,8 @@ class Gateway:
             return self.error("8000", "request failed, please try again later")
         if kind == "malformed_json":
             return Reply(200, _MALFORMED)
+        if kind == "not_found":
+            return self.error("8000", "order not exist")
         body = self._ok('{"status":"0015","message":"in processing"}').body
         return Reply(200, body, action=kind, hang_seconds=rule.hang_seconds)
 
@@ -191,12 +203,11 @@ class Gateway:
             return self.error("8000", "tradeNo is required")
         if endpoint == "disbursements":
             return self._create(merchant.merchant_no, region, trade_no, fields, variant)
-        payout = self.state.payouts.get(trade_no)
+        payout = self.state.find(merchant.merchant_no, trade_no)
         if (
             endpoint != "queryPayOutResult"
             or payout is None
             or not payout.created
-            or payout.merchant_no != merchant.merchant_no
             or (payout.region is not None and payout.region != region)
         ):
             if endpoint not in ("queryPayOutResult", "queryPayInResult"):
@@ -217,9 +228,9 @@ class Gateway:
         merchant = self.state.merchants[merchant_no]
         if amount > merchant.available:
             return self.error("8000", "insufficient balance")
-        scripted = self.state.payouts.get(trade_no)
-        if scripted is not None and (scripted.created or scripted.merchant_no != merchant_no):
-            return self.error("8000", "tradeNo already exists")
+        scripted = self.state.find(merchant_no, trade_no)
+        if scripted is not None and scripted.created:
+            return self.error(self.duplicate_code, "tradeNo already exists")
         notify = fields.get("notifyUrl")
         if scripted is None:
             final = pick_final(self.state.seed, trade_no, self.create_mix)
@@ -246,6 +257,7 @@ class Gateway:
         scripted.region = scripted.region or region or None
         merchant.available -= amount
         merchant.freeze += amount
+        self.disbursed[merchant_no, trade_no] += 1
         self.state.put(scripted)
         if self.on_create is not None:
             self.on_create(scripted)
@@ -287,3 +299,4 @@ class Gateway:
             self.requests.clear()
             self.outcomes.clear()
             self.calls.clear()
+            self.disbursed.clear()

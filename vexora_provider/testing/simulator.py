@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from vexora_provider.signing import signed_body, timestamp_ms
 from vexora_provider.testing.callbacks import DEFAULT_SCHEDULE, CallbackDispatcher
 from vexora_provider.testing.faults import FaultPlan, FaultRule
-from vexora_provider.testing.gateway import Gateway
+from vexora_provider.testing.gateway import DUPLICATE_CODE, Gateway
 from vexora_provider.testing.regions import DEFAULT_REGION, REGION_VARIANTS, RegionVariant
 from vexora_provider.testing.state import Payout, PendingSpec, SimulatorState
 from vexora_provider.testing.transport import AsyncSimulatorTransport, SimulatorTransport
@@ -42,6 +42,8 @@ class VexoraSimulator:
     :param callback_time_scale: multiplier for Vexora's callback retry schedule.
     :param callback_schedule: seconds between callback retries.
     :param faults: initial fault rules.
+    :param duplicate_code: the ``code`` answered to a ``disbursements`` call for a trade number
+        the merchant already used (Vexora's own is undocumented).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class VexoraSimulator:
         callback_time_scale: float = 1.0,
         callback_schedule: tuple[float, ...] = DEFAULT_SCHEDULE,
         faults: Iterable[FaultRule] = (),
+        duplicate_code: str = DUPLICATE_CODE,
     ) -> None:
         self.state = SimulatorState(seed=seed) if clock is None else SimulatorState(seed=seed, clock=clock)
         self.merchant = self.state.add_merchant(merchant_no, secret)
@@ -72,6 +75,7 @@ class VexoraSimulator:
             dict(create_mix or DEFAULT_MIX),
             create_pending_polls,
             create_pending_seconds,
+            duplicate_code=duplicate_code,
         )
         self.callbacks = CallbackDispatcher(self.state, callback_schedule, callback_time_scale)
         self.gateway.on_create = self._created
@@ -174,8 +178,12 @@ class VexoraSimulator:
         return payout
 
     def payout(self, trade_no: str) -> Payout:
-        """The payout's live record (raises ``KeyError`` if unknown)."""
-        return self.state.payouts[trade_no]
+        """The default merchant's payout record (raises ``KeyError`` if unknown)."""
+        return self.state.payouts[self.merchant_no, trade_no]
+
+    def creates(self, trade_no: str) -> int:
+        """How many ``disbursements`` calls for ``trade_no`` the default merchant got accepted."""
+        return self.gateway.disbursed[self.merchant_no, trade_no]
 
     def _created(self, payout: Payout) -> None:
         if payout.notify_url and payout.created:

@@ -188,7 +188,8 @@ class SimulatorState:
     seed: int = 0
     clock: Callable[[], float] = time.time
     merchants: dict[str, Merchant] = field(default_factory=dict)
-    payouts: dict[str, Payout] = field(default_factory=dict)
+    #: Keyed by ``(merchant_no, trade_no)``: a trade number is unique per merchant, as at Vexora.
+    payouts: dict[tuple[str, str], Payout] = field(default_factory=dict)
     listeners: list[Listener] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -261,8 +262,12 @@ class SimulatorState:
 
     def put(self, payout: Payout) -> Payout:
         with self.lock:
-            self.payouts[payout.trade_no] = payout
+            self.payouts[payout.merchant_no, payout.trade_no] = payout
         return payout
+
+    def find(self, merchant_no: str, trade_no: str) -> Payout | None:
+        """The merchant's payout with this trade number, if any (created or only scripted)."""
+        return self.payouts.get((merchant_no, trade_no))
 
     def generate(
         self,

@@ -12,10 +12,27 @@ from vexora_provider.exceptions import (
     VexoraConfigError,
     VexoraError,
     VexoraHTTPError,
+    VexoraInvalidPayoutError,
     VexoraInvalidTradeNoError,
+    VexoraPayoutExistsError,
     VexoraPayoutFailedError,
+    VexoraPayoutUnknownError,
     VexoraResponseFormatError,
     VexoraTransportError,
+)
+from vexora_provider.models import PayoutState, PayoutStatus
+
+EXISTING = PayoutStatus(
+    trade_no="T1",
+    platform_trade_no="P1",
+    status_code="0015",
+    state=PayoutState.PENDING,
+    message=None,
+    amount=None,
+    order_amount=None,
+    pay_amount=None,
+    success_time=None,
+    raw={"status": "0015"},
 )
 
 EXAMPLES: list[VexoraError] = [
@@ -28,6 +45,9 @@ EXAMPLES: list[VexoraError] = [
     VexoraTransportError("read timeout after 10s", trade_no="T1", transient=True, attempts=4),
     VexoraResponseFormatError("data.status is missing", trade_no="T1"),
     VexoraPayoutFailedError(payout_code="00029", state="failed", payout_message="REJECTED", trade_no="T1"),
+    VexoraInvalidPayoutError("amount 'x' is not a plain decimal", trade_no="T1"),
+    VexoraPayoutExistsError(existing=EXISTING, trade_no="T1"),
+    VexoraPayoutUnknownError("create got HTTP 502, the query failed", trade_no="T1"),
 ]
 
 
@@ -62,6 +82,9 @@ class TestVexoraError:
             (VexoraHTTPError(http_status=404), Permanence.CALL),
             (VexoraHTTPError(http_status=503, transient=True), Permanence.TRANSIENT),
             (VexoraTransportError("x", permanence=Permanence.CONNECTION), Permanence.CONNECTION),
+            (VexoraInvalidPayoutError("x"), Permanence.TRADE),
+            (VexoraPayoutExistsError(existing=EXISTING), Permanence.TRADE),
+            (VexoraPayoutUnknownError("x"), Permanence.TRANSIENT),
         ],
     )
     def test_permanence_is_decided_on_the_error(self, error: VexoraError, permanence: Permanence) -> None:

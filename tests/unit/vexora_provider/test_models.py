@@ -8,7 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from vexora_provider.exceptions import VexoraConfigError, VexoraResponseFormatError, VexoraTransportError
+from vexora_provider.exceptions import (
+    VexoraConfigError,
+    VexoraInvalidPayoutError,
+    VexoraResponseFormatError,
+    VexoraTransportError,
+)
 from vexora_provider.models import (
     DEFAULT_STATUS_MAP,
     Balance,
@@ -20,6 +25,7 @@ from vexora_provider.models import (
     dumps_exact,
     parse_balance,
     parse_payout_status,
+    validate_payout_amount,
 )
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -266,3 +272,55 @@ class TestDumpsExact:
     def test_round_trip(self) -> None:
         value = {"a": Decimal("1.50"), "b": [1, Decimal("2.0"), None, True], "c": "ü"}
         assert dumps_exact(value) == '{"a":1.50,"b":[1,2.0,null,true],"c":"ü"}'
+
+
+class TestValidatePayoutAmount:
+    @pytest.mark.parametrize(
+        ("value", "sent"),
+        [
+            ("1500.00", "1500.00"),
+            (" 7.5\n", "7.5"),
+            ("0.01", "0.01"),
+            ("007.50", "7.50"),
+            (Decimal("100.00"), "100.00"),
+            (Decimal("1.5E+3"), "1500"),
+            (Decimal("0.000001"), "0.000001"),
+            (12, "12"),
+            ("9" * 32, "9" * 32),
+        ],
+    )
+    def test_sent_as_exact_decimal_text(self, value: object, sent: str) -> None:
+        assert validate_payout_amount(value) == sent
+
+    @pytest.mark.parametrize(
+        ("value", "words"),
+        [
+            ("1e3", "not a plain decimal"),
+            ("-1", "not a plain decimal"),
+            ("+1", "not a plain decimal"),
+            ("1_000", "not a plain decimal"),
+            ("1,000.00", "not a plain decimal"),
+            ("\u0661\u0662", "not a plain decimal"),  # Arabic-Indic digits
+            ("NaN", "not a plain decimal"),
+            ("Infinity", "not a plain decimal"),
+            (".5", "not a plain decimal"),
+            ("1.", "not a plain decimal"),
+            ("", "not a plain decimal"),
+            ("0", "greater than zero"),
+            ("0.00", "greater than zero"),
+            (Decimal("-1"), "greater than zero"),
+            (Decimal("NaN"), "finite"),
+            (Decimal("Infinity"), "finite"),
+            (Decimal("1E+40"), "more than 32 digits"),
+            (Decimal("1E-40"), "more than 32 digits"),
+            ("9" * 33, "more than 32 digits"),
+            (1.5, "float"),
+            (True, "not bool"),
+            (None, "not NoneType"),
+        ],
+    )
+    def test_refused_before_any_request(self, value: object, words: str) -> None:
+        with pytest.raises(VexoraInvalidPayoutError, match=words) as raised:
+            validate_payout_amount(value, trade_no="PO-1")
+        assert raised.value.trade_no == "PO-1"
+        assert isinstance(raised.value, ValueError)

@@ -202,7 +202,6 @@ class TestGateway:
             ({"tradeNo": "D1", "amount": "x"}, "amount"),
             ({"amount": "5"}, "tradeNo"),
             ({"tradeNo": "D1", "amount": "99999999"}, "balance"),
-            ({"tradeNo": "EXISTS", "amount": "5"}, "exists"),
         ],
     )
     def test_disbursement_refusals(
@@ -225,7 +224,12 @@ class TestGateway:
         assert client.get(QUERY).status_code == 405
 
     @pytest.mark.parametrize(
-        "kind", [k for k in FAULT_KINDS if k not in ("latency", "truncated", "hang", "reset")]
+        "kind",
+        [
+            k
+            for k in FAULT_KINDS
+            if k not in ("latency", "truncated", "hang", "reset") and not k.startswith("accept_then_")
+        ],
     )
     def test_faults_replace_the_answer(self, sim: VexoraSimulator, kind: str) -> None:
         sim.add_payout("T1")
@@ -244,3 +248,61 @@ class TestGateway:
                 json.loads(reply.body)
         assert sim.payout("T1").polls == 0
         assert sim.stats()["outcomes"]["queryPayOutResult"] == {kind: 1}
+
+
+class TestDisbursements:
+    """``disbursements`` keeps one payout per (merchant, tradeNo), whatever goes wrong on the wire."""
+
+    def create(
+        self, sim: VexoraSimulator, trade_no: str = "D1", merchant: str = MERCHANT, **extra: str
+    ) -> Any:
+        secret = sim.state.merchants[merchant].secret
+        payload = body(secret, tradeNo=trade_no, amount="10.00", **extra)
+        return sim.gateway.handle(
+            "POST", "/nigeria/v1/vexora/disbursements", merchant, json.dumps(payload).encode()
+        )
+
+    @pytest.mark.parametrize("code", [None, "8000", "7777"])
+    def test_a_used_trade_number_gets_the_duplicate_code(self, code: str | None) -> None:
+        options = {} if code is None else {"duplicate_code": code}
+        with VexoraSimulator(seed=3, merchant_no=MERCHANT, secret=SECRET, **options) as sim:
+            assert json.loads(self.create(sim).body)["code"] == "0000"
+            again = json.loads(self.create(sim).body)
+            assert_refused(again, code or "8001")
+            assert again["msg"] == "tradeNo already exists"
+            assert sim.creates("D1") == 1
+            assert sim.merchant.freeze == Decimal("10.00")  # frozen once
+
+    def test_trade_numbers_are_per_merchant(self, sim: VexoraSimulator) -> None:
+        other = sim.state.add_merchant("3060414595", "another-secret")
+        assert json.loads(self.create(sim).body)["code"] == "0000"
+        assert json.loads(self.create(sim, merchant=other.merchant_no).body)["code"] == "0000"
+        assert sim.gateway.disbursed == {(MERCHANT, "D1"): 1, (other.merchant_no, "D1"): 1}
+        assert sim.state.find(other.merchant_no, "D1") is not sim.state.find(MERCHANT, "D1")
+
+    @pytest.mark.parametrize(
+        ("kind", "status", "action"),
+        [
+            ("accept_then_reset", 200, "reset"),
+            ("accept_then_http_502", 502, None),
+            ("accept_then_hang", 200, "hang"),
+        ],
+    )
+    def test_accepted_then_the_answer_is_lost(
+        self, sim: VexoraSimulator, client: httpx.Client, kind: str, status: int, action: str | None
+    ) -> None:
+        sim.add_fault(kind, "disbursements", nth=(1,), hang_seconds=0.5)
+        reply = self.create(sim)
+        assert (reply.status, reply.action) == (status, action)
+        assert sim.creates("D1") == 1  # the money moved although the client heard nothing
+        assert post(client, QUERY, body(tradeNo="D1"))["data"]["status"] == "0015"
+        assert sim.stats()["outcomes"]["disbursements"] == {kind: 1}
+
+    def test_not_found_hides_an_existing_payout(self, sim: VexoraSimulator, client: httpx.Client) -> None:
+        sim.add_payout("T1")
+        sim.add_fault("not_found", "queryPayOutResult", nth=(1,))
+        lagging = post(client, QUERY, body(tradeNo="T1"))
+        assert_refused(lagging)
+        assert lagging["msg"] == "order not exist"
+        assert post(client, QUERY, body(tradeNo="T1"))["code"] == "0000"
+        assert sim.payout("T1").polls == 1  # the hidden answer did not count as a poll

@@ -22,8 +22,11 @@ def _state(seed: int = 1, clock: ManualClock | None = None) -> SimulatorState:
     return state
 
 
+MERCHANT = "3060414594"
+
+
 def _poll(state: SimulatorState, trade_no: str) -> str:
-    payout = state.payouts[trade_no]
+    payout = state.payouts[MERCHANT, trade_no]
     state.advance(payout, poll=True)
     return payout.status
 
@@ -73,7 +76,7 @@ class TestSimulatorState:
         state = _state()
         state.put(state.make_payout("T1", "3060414594", "failed"))
         assert _poll(state, "T1") == FAILED
-        assert state.payouts["T1"].message in {
+        assert state.payouts[MERCHANT, "T1"].message in {
             "REJECTED_TRANSACTION",
             "INVALID_ACCOUNT",
             "ACCOUNT_NAME_MISMATCH",
@@ -89,7 +92,7 @@ class TestSimulatorState:
         assert _poll(state, "T1") == PENDING
         clock.advance(1)
         assert _poll(state, "T1") == SUCCESS
-        assert state.payouts["T1"].finished_at == clock()
+        assert state.payouts[MERCHANT, "T1"].finished_at == clock()
 
     def test_pending_forever(self) -> None:
         clock = ManualClock()
@@ -151,7 +154,7 @@ class TestSimulatorState:
         assert state.sweep() == 0
         clock.advance(10)
         assert state.sweep() == 1
-        assert state.payouts["T1"].status == FAILED
+        assert state.payouts[MERCHANT, "T1"].status == FAILED
 
     def test_clear_forgets_payouts_and_reseeds(self) -> None:
         state = _state()
