@@ -1,19 +1,48 @@
-"""MySQL/MariaDB: ``INSERT … ON DUPLICATE KEY UPDATE`` sent by the driver as multi-row inserts."""
+"""MySQL/MariaDB: conditional ``INSERT … ON DUPLICATE KEY UPDATE`` sent as multi-row inserts."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
-from vexora_provider.warehouse.base import NaiveUtcTimes, WarehouseWriter, update_set
-from vexora_provider.warehouse.rows import ERROR_COLUMNS, STATUS_COLUMNS, ErrorRow, StatusRow
-from vexora_provider.warehouse.schema import ColumnTypes
+from vexora_provider.warehouse.base import NaiveUtcTimes, instant, naive_utc
+from vexora_provider.warehouse.batch import WarehouseWriter
+from vexora_provider.warehouse.rows import (
+    ERROR_COLUMNS,
+    STATUS_COLUMNS,
+    ErrorRow,
+    Reversal,
+    StatusRow,
+    is_final,
+    supersedes,
+)
+from vexora_provider.warehouse.schema import LEGACY_AMOUNT, ColumnTypes
+from vexora_provider.warehouse.sql import Key, superseded_error_sql, supersedes_sql, update_set
+from vexora_provider.warehouse.values import check_time, decimal_column, plain_decimal
 
 __all__ = ["MySqlWriter"]
+
+_DATETIME_MIN, _DATETIME_MAX = datetime(1000, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999999)
+_DATETIME_RANGE = "DATETIME's range (years 1000-9999)"
+_AMOUNT_TYPE = (65, 30)  # the widest DECIMAL: 35 digits before the point, 30 after
+
+
+def _text(value: Any) -> str | None:
+    # Sent as text, which MySQL converts to DECIMAL exactly (no exponent: the check bounded it).
+    return None if value is None else plain_decimal(value)
 
 
 class MySqlWriter(NaiveUtcTimes, WarehouseWriter):
     """
-    MySQL/MariaDB: ``executemany`` of ``INSERT … ON DUPLICATE KEY UPDATE`` in one transaction.
+    MySQL/MariaDB: ``executemany`` of a conditional ``INSERT … ON DUPLICATE KEY UPDATE``.
+
+    Each column is assigned ``IF(<ordering rule>, new, old)``, with ``fetched_at`` and ``state``
+    (which the rule reads) assigned last, so the rule sees the stored values whether the server
+    assigns left to right (the default) or simultaneously (MariaDB's ``SIMULTANEOUS_ASSIGNMENT``).
+    Sessions run at ``READ COMMITTED``, which takes no gap locks on these keyed writes.
 
     :param hook: a MySQL common-sql :class:`DbApiHook`.
     :param table: the validated status table.
@@ -25,21 +54,116 @@ class MySqlWriter(NaiveUtcTimes, WarehouseWriter):
         # Binary collation: MySQL's default one is case-insensitive, which would merge "ab" and "AB".
         text_key="VARCHAR(255) COLLATE utf8mb4_bin",
         text="LONGTEXT",
-        numeric="DECIMAL(20,4)",
+        numeric="DECIMAL({},{})".format(*_AMOUNT_TYPE),
         timestamp="DATETIME(6)",
         # utf8mb4 keeps any text; InnoDB for transactions.
         table_suffix=" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
     )
+    amount_column = decimal_column(*_AMOUNT_TYPE)
+    unconstrained_numeric = decimal_column(10, 0)  # what a bare DECIMAL means in MySQL
+    key_max_chars = 255
 
-    def _upsert_sql(self, table_sql: str, columns: tuple[str, ...]) -> str:
-        return (
-            self._insert_sql(table_sql, columns)
-            + f" ON DUPLICATE KEY UPDATE {update_set(columns, self.quote, 'VALUES({col})')}"
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        guard = supersedes_sql("VALUES(`state`)", "VALUES(`fetched_at`)", "`state`", "`fetched_at`")
+        self._upsert = (
+            self._insert_sql(self.status_sql, STATUS_COLUMNS)
+            + " ON DUPLICATE KEY UPDATE "
+            + update_set(
+                STATUS_COLUMNS,
+                self.quote,
+                f"IF({guard}, VALUES({{col}}), {{col}})",
+                last=("fetched_at", "state"),
+            )
         )
 
-    def _write(self, cur: Any, rows: list[StatusRow], errors: list[ErrorRow]) -> None:
-        if rows:
-            cur.executemany(self._upsert_sql(self.status_sql, STATUS_COLUMNS), rows)
-        self._delete_keys(cur, self.errors_sql, rows)
-        if errors:
-            cur.executemany(self._upsert_sql(self.errors_sql, ERROR_COLUMNS), errors)
+    def _prepare(self, conn: Any) -> None:
+        super()._prepare(conn)
+        with contextlib.suppress(Exception):  # a server that refuses keeps its own level
+            cur = conn.cursor()
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cur.close()
+
+    def _current_schema_sql(self) -> str:
+        return "DATABASE()"
+
+    @contextlib.contextmanager
+    def _ddl_lock(self, cur: Any) -> Iterator[None]:
+        # A named lock, held by the session across the implicit commits of DDL statements.
+        name = "vexora:" + hashlib.sha1(str(self.table).encode(), usedforsecurity=False).hexdigest()
+        cur.execute("SELECT GET_LOCK(%s, 120)", (name,))
+        cur.fetchall()
+        try:
+            yield
+        finally:
+            cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
+            cur.fetchall()
+
+    def _migrate(self, cur: Any) -> None:
+        legacy = [
+            c
+            for c, (kind, p, s) in self._amount_types(cur).items()
+            if kind == "decimal" and (p, s) == LEGACY_AMOUNT
+        ]
+        if legacy:
+            changes = ", ".join(f"MODIFY {self._col(c)} {self.types.numeric}" for c in legacy)
+            cur.execute(f"ALTER TABLE {self.status_sql} {changes}")
+
+    def _convert_status(self, row: StatusRow) -> StatusRow:
+        success_time = naive_utc(row.success_time)
+        check_time("success_time", success_time, _DATETIME_MIN, _DATETIME_MAX, _DATETIME_RANGE)
+        return row._replace(
+            amount=_text(row.amount),
+            order_amount=_text(row.order_amount),
+            pay_amount=_text(row.pay_amount),
+            success_time=success_time,
+            fetched_at=naive_utc(row.fetched_at),
+        )
+
+    def _errors_exist(self, cur: Any) -> bool:
+        cur.execute(f"SELECT 1 FROM {self.errors_sql} LIMIT 1")
+        return bool(cur.fetchall())
+
+    def _upsert_statuses(self, cur: Any, rows: list[StatusRow]) -> list[Reversal]:
+        # Reversals: read the stored final states first (few rows; READ COMMITTED sees the latest).
+        finals = [r for r in rows if is_final(r.state)]
+        stored = self._stored_statuses(cur, [(r.merchant_no, r.trade_no) for r in finals]) if finals else {}
+        cur.executemany(self._upsert, rows)
+        reversals = []
+        for row in finals:
+            before = stored.get((row.merchant_no, row.trade_no))
+            if (
+                before is not None
+                and is_final(before[0])
+                and before[0] != row.state
+                and supersedes(row.state, instant(row.fetched_at), before[0], instant(before[1]))
+            ):
+                reversals.append(Reversal(row.trade_no, before[0], row.state))
+        return reversals
+
+    def _clear_errors(self, cur: Any, keys: Sequence[Key]) -> None:
+        obsolete = superseded_error_sql("c.`state`", "c.`fetched_at`", "e.`failed_at`")
+        head = (
+            f"DELETE e FROM {self.errors_sql} e JOIN {self.status_sql} c "
+            "ON c.`merchant_no` = e.`merchant_no` AND c.`trade_no` = e.`trade_no`"
+        )
+        self._keyed(cur, head, keys, tail=f" AND {obsolete}", alias="e.")
+
+    def _insert_errors(self, cur: Any, rows: list[ErrorRow]) -> None:
+        # NOT EXISTS: a status another writer committed since this batch read the table wins.
+        obsolete = superseded_error_sql("c.`state`", "c.`fetched_at`", "%s")
+        later = "VALUES(`failed_at`) >= `failed_at`"
+        same_key = "c.`merchant_no` = %s AND c.`trade_no` = %s"
+        newer_status = f"SELECT 1 FROM {self.status_sql} c WHERE {same_key} AND {obsolete}"
+        statement = (
+            f"INSERT INTO {self.errors_sql} ({self._columns(ERROR_COLUMNS)}) "
+            f"SELECT {self._marks(len(ERROR_COLUMNS))} FROM DUAL WHERE NOT EXISTS ({newer_status}) "
+            "ON DUPLICATE KEY UPDATE "
+            + update_set(
+                ERROR_COLUMNS, self.quote, f"IF({later}, VALUES({{col}}), {{col}})", last=("failed_at",)
+            )
+        )
+        # One statement per failure: the drivers' executemany only batches INSERT … VALUES
+        # (mysql-connector refuses INSERT … SELECT outright), and failures are few.
+        for row in rows:
+            cur.execute(statement, (*row, row.merchant_no, row.trade_no, row.failed_at))

@@ -1,15 +1,19 @@
-"""PostgreSQL: COPY into a temporary staging table, then one ``INSERT … SELECT … ON CONFLICT``."""
+"""PostgreSQL: COPY into a temporary stage, then one conditional ``INSERT … SELECT … ON CONFLICT``."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from vexora_provider.warehouse.base import IN_CHUNK, WarehouseWriter, chunks
-from vexora_provider.warehouse.rows import ERROR_COLUMNS, STATUS_COLUMNS, ErrorRow, StatusRow
-from vexora_provider.warehouse.schema import ColumnTypes
+from vexora_provider.warehouse.batch import WarehouseWriter
+from vexora_provider.warehouse.rows import ERROR_COLUMNS, STATUS_COLUMNS, ErrorRow, Reversal, StatusRow
+from vexora_provider.warehouse.schema import LEGACY_AMOUNT, ColumnTypes
+from vexora_provider.warehouse.sql import Key, final_flag, superseded_error_sql, supersedes_sql, update_set
+from vexora_provider.warehouse.values import POSTGRES_NUMERIC
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -21,6 +25,8 @@ __all__ = ["PostgresWriter"]
 # Column type oids binary COPY may write into: text (or varchar), numeric, timestamptz.
 _PG_TEXT, _PG_NUMERIC, _PG_TIMESTAMPTZ = frozenset({25, 1043}), frozenset({1700}), frozenset({1184})
 _PG_BINARY_TYPES = (_PG_TEXT,) * 6 + (_PG_NUMERIC,) * 3 + (_PG_TIMESTAMPTZ,) * 2 + (_PG_TEXT,)
+# Byte order, the same for every writer whatever the database's collation: rows are locked in it.
+_KEY_ORDER = '"merchant_no" COLLATE "C", "trade_no" COLLATE "C"'
 
 
 def _csv_cell(value: Any) -> str:
@@ -37,45 +43,106 @@ def _csv_cell(value: Any) -> str:
 
 class PostgresWriter(WarehouseWriter):
     """
-    PostgreSQL: COPY into a temporary staging table, then one ``INSERT … SELECT … ON CONFLICT``.
+    PostgreSQL: COPY into a temporary stage, then one conditional ``INSERT … ON CONFLICT``.
+
+    The upsert's ``DO UPDATE … WHERE`` applies the ordering rule on the row as locked, so
+    concurrent writers converge; rows are inserted in key order, so they lock in one order and do
+    not deadlock each other. Amounts are unconstrained ``NUMERIC`` (every digit kept).
 
     :param hook: a PostgreSQL common-sql :class:`DbApiHook` (psycopg 3 or psycopg2).
     :param table: the validated status table.
     """
 
     dialect = "postgresql"
-    types = ColumnTypes(text_key="TEXT", timestamp="TIMESTAMPTZ")
+    types = ColumnTypes(text_key="TEXT", numeric="NUMERIC", timestamp="TIMESTAMPTZ")
+    amount_column = POSTGRES_NUMERIC
+    unconstrained_numeric = POSTGRES_NUMERIC
+    stores_nul = False
     stage = "_vexora_stage"
 
     def __init__(self, hook: DbApiHook, table: TableName) -> None:
         super().__init__(hook, table)
         self._binary_types: list[int] | None = None  # decided once per writer
+        self._upsert = self._upsert_sql()
 
-    def _write(self, cur: Any, rows: list[StatusRow], errors: list[ErrorRow]) -> None:
-        q = self.quote
+    def _current_schema_sql(self) -> str:
+        return "current_schema()"
+
+    @contextlib.contextmanager
+    def _ddl_lock(self, cur: Any) -> Iterator[None]:
+        # Two sessions running CREATE TABLE IF NOT EXISTS at once can both find the table missing
+        # and one then fails on the catalog's unique index: serialise them on an advisory lock,
+        # released at commit. The second then finds the table.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"vexora_provider:{self.table}",))
+        yield
+
+    def _migrate(self, cur: Any) -> None:
+        legacy = [
+            c
+            for c, (kind, p, s) in self._amount_types(cur).items()
+            if kind == "numeric" and (p, s) == LEGACY_AMOUNT
+        ]
+        if legacy:
+            # numeric(20,4) -> numeric only drops the type modifier: no table rewrite, values kept.
+            changes = ", ".join(f"ALTER COLUMN {self._col(c)} TYPE NUMERIC" for c in legacy)
+            cur.execute(f"ALTER TABLE {self.status_sql} {changes}")
+
+    def _upsert_sql(self) -> str:
+        cols, stage = self._columns(STATUS_COLUMNS), self.stage
+        guard = supersedes_sql('EXCLUDED."state"', 'EXCLUDED."fetched_at"', 'cur."state"', 'cur."fetched_at"')
+        stage_state, stored_state = 's."state"', 'c."state"'
+        final_states = f"{final_flag(stage_state)} = 1 AND {final_flag(stored_state)} = 1"
+        # Reversals: the stored state (as this statement's snapshot sees it) of every row whose
+        # final state the upsert replaced with a different final state.
+        return (
+            f'WITH prior AS (SELECT c."merchant_no", c."trade_no", c."state" FROM {stage} s '
+            f'JOIN {self.status_sql} c ON c."merchant_no" = s."merchant_no" AND c."trade_no" = s."trade_no" '
+            f'WHERE {final_states} AND c."state" <> s."state"), '
+            f"written AS (INSERT INTO {self.status_sql} AS cur ({cols}) SELECT {cols} FROM {stage} "
+            f'ORDER BY {_KEY_ORDER} ON CONFLICT ("merchant_no", "trade_no") DO UPDATE SET '
+            + update_set(STATUS_COLUMNS, self.quote, "EXCLUDED.{col}")
+            + f' WHERE {guard} RETURNING cur."merchant_no", cur."trade_no", cur."state") '
+            'SELECT w."trade_no", p."state", w."state" FROM written w JOIN prior p '
+            'ON p."merchant_no" = w."merchant_no" AND p."trade_no" = w."trade_no"'
+        )
+
+    def _upsert_statuses(self, cur: Any, rows: list[StatusRow]) -> list[Reversal]:
         cols = self._columns(STATUS_COLUMNS)
-        if rows:
-            # Session-local, emptied at every commit; created on the first batch of a connection.
+        # Session-local, emptied at every commit; created on the first batch of a connection.
+        cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} ON COMMIT DELETE ROWS AS "
+            f"SELECT {cols} FROM {self.status_sql} WITH NO DATA"
+        )
+        self._copy(cur, f"COPY {self.stage} ({cols}) FROM STDIN", rows)
+        cur.execute(self._upsert)
+        return [Reversal(*r) for r in cur.fetchall()]
+
+    def _clear_errors(self, cur: Any, keys: Sequence[Key]) -> None:
+        obsolete = superseded_error_sql('c."state"', 'c."fetched_at"', 'e."failed_at"')
+        for merchant_no in sorted({m for m, _ in keys}):
             cur.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} ON COMMIT DELETE ROWS AS "
-                f"SELECT {cols} FROM {self.status_sql} WITH NO DATA"
+                f"DELETE FROM {self.errors_sql} e USING {self.status_sql} c "
+                'WHERE e."merchant_no" = %s AND e."trade_no" = ANY(%s) '
+                'AND c."merchant_no" = e."merchant_no" AND c."trade_no" = e."trade_no" AND ' + obsolete,
+                (merchant_no, [t for m, t in keys if m == merchant_no]),
             )
-            self._copy(cur, f"COPY {self.stage} ({cols}) FROM STDIN", rows)
-            cur.execute(
-                f"INSERT INTO {self.status_sql} ({cols}) SELECT {cols} FROM {self.stage}"
-                + self._on_conflict_update(STATUS_COLUMNS)
-            )
-            cur.execute(
-                f"DELETE FROM {self.errors_sql} e USING {self.stage} s "
-                f"WHERE e.{q}merchant_no{q} = s.{q}merchant_no{q} AND e.{q}trade_no{q} = s.{q}trade_no{q}"
-            )
-        for part in chunks(errors, IN_CHUNK):
-            values = ", ".join([f"({self._marks(len(ERROR_COLUMNS))})"] * len(part))
-            cur.execute(
-                f"INSERT INTO {self.errors_sql} ({self._columns(ERROR_COLUMNS)}) VALUES {values}"
-                + self._on_conflict_update(ERROR_COLUMNS),
-                [value for row in part for value in row],
-            )
+
+    def _insert_errors(self, cur: Any, rows: list[ErrorRow]) -> None:
+        # NOT EXISTS: a status another writer committed since this batch read the table wins.
+        obsolete = superseded_error_sql('c."state"', 'c."fetched_at"', 'v."failed_at"')
+        values = ", ".join(
+            ["(%s::text, %s::text, %s::text, %s::text, %s::integer, %s::timestamptz)"] * len(rows)
+        )
+        cur.execute(
+            f"INSERT INTO {self.errors_sql} AS cur ({self._columns(ERROR_COLUMNS)}) "
+            f"SELECT * FROM (VALUES {values}) AS v ({self._columns(ERROR_COLUMNS)}) "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {self.status_sql} c "
+            f'WHERE c."merchant_no" = v."merchant_no" AND c."trade_no" = v."trade_no" AND {obsolete}) '
+            f'ORDER BY {_KEY_ORDER} ON CONFLICT ("merchant_no", "trade_no") DO UPDATE SET '
+            + update_set(ERROR_COLUMNS, self.quote, "EXCLUDED.{col}")
+            + ' WHERE EXCLUDED."failed_at" >= cur."failed_at"',
+            [value for row in rows for value in row],
+        )
 
     def _stage_types(self, cur: Any) -> list[int] | None:
         """The stage's column type oids when they are the ones binary COPY is safe for, else None."""
