@@ -189,8 +189,12 @@ def _summary(counters: SyncCounters, sync: WarehouseSync, table: TableName) -> d
         "failed_ratio": round(counters.failed / requested, 6) if requested else 0.0,
         "by_state": dict(sorted(counters.by_state.items())),
         "failed_sample": list(counters.failed_sample),
+        "failures_superseded": counters.superseded,
+        "unstorable": counters.unstorable,
+        "reversals": counters.reversals,
         "batches": counters.batches,
         "retries": stats.retries if stats else 0,
         "rate_limited": stats.rate_limited if stats else 0,
+        "conflict_retries": sync.writer.conflict_retries,
         "duration_s": round(counters.elapsed, 3),
     }
