@@ -21,7 +21,7 @@ from tests.integration.operator_support import (
     vexora_connection,
 )
 from vexora_provider.testing.faults import FaultRule
-from vexora_provider.warehouse import PostgresWriter, TableName, status_row
+from vexora_provider.warehouse import PostgresWriter, Reversal, TableName, status_row
 
 pytestmark = pytest.mark.integration
 
@@ -101,8 +101,13 @@ class TestPostgresTarget:
         row = status_row(MERCHANT, status("Q1", amount="12.5"), datetime.now(UTC))
         odd = row._replace(message="")  # an empty message must stay empty, not NULL
         writer.write_batch([row, odd], [], batch=1)
+        later = status_row(MERCHANT, status("Q1", "failed", amount="12.5"), datetime.now(UTC))
+        outcome = writer.write_batch([later], [], batch=2)  # psycopg2 hands notices over differently
         writer.close()
-        assert select("wh_pg", f'SELECT trade_no, message, amount FROM "{pg}"') == [("Q1", "", row.amount)]
+        assert outcome.reversals == [Reversal("Q1", "success", "failed")]
+        assert select("wh_pg", f'SELECT trade_no, message, amount FROM "{pg}"') == [
+            ("Q1", "failed", row.amount)
+        ]
 
     def test_own_table_with_other_types_gets_text_copy(self, pg: str) -> None:
         ddl = (

@@ -155,6 +155,9 @@ class WriterBase:
     def _begin(self, cur: Any) -> None:
         """Start a write transaction (implicit in most drivers)."""
 
+    def _after_rollback(self) -> None:
+        """Forget what the rolled-back transaction created (default: nothing)."""
+
     def close(self) -> None:
         """Close the connection, discarding any open transaction; never raises."""
         if self._conn is not None:
@@ -177,6 +180,7 @@ class WriterBase:
         except BaseException:
             with contextlib.suppress(Exception):  # the original error is what matters
                 conn.rollback()
+            self._after_rollback()
             raise
         finally:
             with contextlib.suppress(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -12,15 +13,15 @@ from vexora_provider.warehouse.base import NaiveUtcTimes, instant, naive_utc
 from vexora_provider.warehouse.batch import WarehouseWriter
 from vexora_provider.warehouse.rows import (
     ERROR_COLUMNS,
+    FINAL_STATES,
     STATUS_COLUMNS,
     ErrorRow,
     Reversal,
     StatusRow,
-    is_final,
     supersedes,
 )
 from vexora_provider.warehouse.schema import LEGACY_AMOUNT, ColumnTypes
-from vexora_provider.warehouse.sql import Key, superseded_error_sql, supersedes_sql, update_set
+from vexora_provider.warehouse.sql import Key, final_flag, superseded_error_sql, supersedes_sql, update_set
 from vexora_provider.warehouse.values import check_time, decimal_column, plain_decimal
 
 __all__ = ["MySqlWriter"]
@@ -28,6 +29,7 @@ __all__ = ["MySqlWriter"]
 _DATETIME_MIN, _DATETIME_MAX = datetime(1000, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999999)
 _DATETIME_RANGE = "DATETIME's range (years 1000-9999)"
 _AMOUNT_TYPE = (65, 30)  # the widest DECIMAL: 35 digits before the point, 30 after
+_VARIABLE = "@vexora_reversals"
 
 
 def _text(value: Any) -> str | None:
@@ -65,23 +67,38 @@ class MySqlWriter(NaiveUtcTimes, WarehouseWriter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        guard = supersedes_sql("VALUES(`state`)", "VALUES(`fetched_at`)", "`state`", "`fetched_at`")
-        self._upsert = (
-            self._insert_sql(self.status_sql, STATUS_COLUMNS)
-            + " ON DUPLICATE KEY UPDATE "
-            + update_set(
-                STATUS_COLUMNS,
-                self.quote,
-                f"IF({guard}, VALUES({{col}}), {{col}})",
-                last=("fetched_at", "state"),
-            )
+        self._collects_reversals = True  # decided per connection in _prepare
+        new, old = "VALUES(`state`)", "`state`"
+        guard = supersedes_sql(new, "VALUES(`fetched_at`)", old, "`fetched_at`")
+        changed_final = f"{final_flag(old)} = 1 AND {final_flag(new)} = 1 AND {old} <> {new}"
+        # `state` is assigned last, so its own expression still sees the stored state: for the
+        # rare row whose final state becomes another final state, the server appends it to a
+        # session variable read after the statement; nothing is read back for the others.
+        note = f"CONCAT_WS(0x1e, {_VARIABLE}, JSON_ARRAY(VALUES(`trade_no`), {old}, {new}))"
+        noting = f"IF({changed_final}, IF(({_VARIABLE} := {note}) IS NULL, {new}, {new}), {new})"
+        others = update_set(
+            [c for c in STATUS_COLUMNS if c != "state"],
+            self.quote,
+            f"IF({guard}, VALUES({{col}}), {{col}})",
+            last=("fetched_at",),
         )
+        head = self._insert_sql(self.status_sql, STATUS_COLUMNS) + " ON DUPLICATE KEY UPDATE "
+        self._upsert = head + others + f", {old} = IF({guard}, {noting}, {old})"
+        self._upsert_plain = head + others + f", {old} = IF({guard}, {new}, {old})"
 
     def _prepare(self, conn: Any) -> None:
         super()._prepare(conn)
+        cur = conn.cursor()
         with contextlib.suppress(Exception):  # a server that refuses keeps its own level
-            cur = conn.cursor()
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        try:
+            # A variable assigned inside an expression: MariaDB supports it, MySQL 8 deprecates
+            # it (a warning). Where a server refuses it, reversals are found by a read instead.
+            cur.execute(f"SELECT ({_VARIABLE} := NULL) IS NULL")
+            cur.fetchall()
+        except Exception:
+            self._collects_reversals = False
+        with contextlib.suppress(Exception):
             cur.close()
 
     def _current_schema_sql(self) -> str:
@@ -125,20 +142,39 @@ class MySqlWriter(NaiveUtcTimes, WarehouseWriter):
         return bool(cur.fetchall())
 
     def _upsert_statuses(self, cur: Any, rows: list[StatusRow]) -> list[Reversal]:
-        # Reversals: read the stored final states first (few rows; READ COMMITTED sees the latest).
-        finals = [r for r in rows if is_final(r.state)]
-        stored = self._stored_statuses(cur, [(r.merchant_no, r.trade_no) for r in finals]) if finals else {}
+        if not self._collects_reversals:
+            reversals = self._reversal_candidates(cur, rows)
+            cur.executemany(self._upsert_plain, rows)
+            return reversals
+        cur.execute(f"SET {_VARIABLE} = NULL")
         cur.executemany(self._upsert, rows)
+        cur.execute(f"SELECT {_VARIABLE}")
+        (noted,) = cur.fetchone()
+        if not noted:
+            return []
+        text = noted.decode() if isinstance(noted, bytes | bytearray) else str(noted)
+        return [Reversal(*json.loads(item)) for item in text.split("\x1e")]
+
+    def _reversal_candidates(self, cur: Any, rows: list[StatusRow]) -> list[Reversal]:
+        """Rows whose stored final state the upsert will replace with another final state.
+
+        Read before the upsert (READ COMMITTED: the latest committed rows), asking per incoming
+        final state only for stored rows in a different final state: the answer is almost always
+        empty, so it costs the keys sent, not rows read back.
+        """
         reversals = []
-        for row in finals:
-            before = stored.get((row.merchant_no, row.trade_no))
-            if (
-                before is not None
-                and is_final(before[0])
-                and before[0] != row.state
-                and supersedes(row.state, instant(row.fetched_at), before[0], instant(before[1]))
+        for state in FINAL_STATES:
+            incoming = {(r.merchant_no, r.trade_no): r for r in rows if r.state == state}
+            if not incoming:
+                continue
+            others = ", ".join(f"'{s}'" for s in FINAL_STATES if s != state)
+            head = f"SELECT `merchant_no`, `trade_no`, `state`, `fetched_at` FROM {self.status_sql}"
+            for merchant_no, trade_no, before, fetched_at in self._keyed(
+                cur, head, list(incoming), tail=f" AND `state` IN ({others})", fetch=True
             ):
-                reversals.append(Reversal(row.trade_no, before[0], row.state))
+                row = incoming[merchant_no, trade_no]
+                if supersedes(row.state, instant(row.fetched_at), before, instant(fetched_at)):
+                    reversals.append(Reversal(row.trade_no, before, row.state))
         return reversals
 
     def _clear_errors(self, cur: Any, keys: Sequence[Key]) -> None:

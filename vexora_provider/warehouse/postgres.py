@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,25 @@ _PG_TEXT, _PG_NUMERIC, _PG_TIMESTAMPTZ = frozenset({25, 1043}), frozenset({1700}
 _PG_BINARY_TYPES = (_PG_TEXT,) * 6 + (_PG_NUMERIC,) * 3 + (_PG_TIMESTAMPTZ,) * 2 + (_PG_TEXT,)
 # Byte order, the same for every writer whatever the database's collation: rows are locked in it.
 _KEY_ORDER = '"merchant_no" COLLATE "C", "trade_no" COLLATE "C"'
+# Reports a final state replaced by another final state as a notice the session collects. A
+# session-temporary function (like the stage, it needs only the TEMP privilege and vanishes with
+# the connection); its own client_min_messages makes sure the notice reaches the client.
+_REVERSAL_FUNCTION = "pg_temp.vexora_reversal"
+_REVERSAL_FUNCTION_SQL = (
+    f"CREATE OR REPLACE FUNCTION {_REVERSAL_FUNCTION}(trade_no text, before text, after text) "
+    "RETURNS boolean LANGUAGE plpgsql VOLATILE SET client_min_messages = notice AS $$ BEGIN "
+    "RAISE NOTICE '%', json_build_array('vexora_reversal', trade_no, before, after); RETURN true; END $$"
+)
+
+
+class _NoticeSink:
+    """Stands in for psycopg2's ``connection.notices`` list: hands each notice on, keeps none."""
+
+    def __init__(self, handle: Callable[[str], None]) -> None:
+        self.handle = handle
+
+    def append(self, message: str) -> None:
+        self.handle(message)
 
 
 def _csv_cell(value: Any) -> str:
@@ -63,6 +83,8 @@ class PostgresWriter(WarehouseWriter):
     def __init__(self, hook: DbApiHook, table: TableName) -> None:
         super().__init__(hook, table)
         self._binary_types: list[int] | None = None  # decided once per writer
+        self._function_ready = False
+        self._reversals: list[Reversal] = []
         self._upsert = self._upsert_sql()
 
     def _current_schema_sql(self) -> str:
@@ -87,23 +109,40 @@ class PostgresWriter(WarehouseWriter):
             changes = ", ".join(f"ALTER COLUMN {self._col(c)} TYPE NUMERIC" for c in legacy)
             cur.execute(f"ALTER TABLE {self.status_sql} {changes}")
 
+    def _prepare(self, conn: Any) -> None:
+        super()._prepare(conn)
+        if hasattr(conn, "add_notice_handler"):  # psycopg 3
+            conn.add_notice_handler(lambda diag: self._on_notice(diag.message_primary))
+        else:  # psycopg2 keeps notices in a list it trims to 50; anything with append() will do
+            conn.notices = _NoticeSink(self._on_notice)
+
+    def _on_notice(self, message: str | None) -> None:
+        text = (message or "").strip()
+        if text.startswith("NOTICE:"):  # psycopg2 passes the whole line
+            text = text.removeprefix("NOTICE:").strip()
+        if text.startswith('["vexora_reversal"'):
+            _, trade_no, before, after = json.loads(text)
+            self._reversals.append(Reversal(trade_no, before, after))
+
+    def _after_rollback(self) -> None:
+        self._function_ready = False  # created in the transaction that was rolled back
+
     def _upsert_sql(self) -> str:
-        cols, stage = self._columns(STATUS_COLUMNS), self.stage
-        guard = supersedes_sql('EXCLUDED."state"', 'EXCLUDED."fetched_at"', 'cur."state"', 'cur."fetched_at"')
-        stage_state, stored_state = 's."state"', 'c."state"'
-        final_states = f"{final_flag(stage_state)} = 1 AND {final_flag(stored_state)} = 1"
-        # Reversals: the stored state (as this statement's snapshot sees it) of every row whose
-        # final state the upsert replaced with a different final state.
+        cols = self._columns(STATUS_COLUMNS)
+        new, old = 'EXCLUDED."state"', 'cur."state"'
+        guard = supersedes_sql(new, 'EXCLUDED."fetched_at"', old, 'cur."fetched_at"')
+        changed_final = f"{final_flag(old)} = 1 AND {final_flag(new)} = 1 AND {old} <> {new}"
+        # CASE evaluates in order: the function runs only for a row the rule replaces whose final
+        # state becomes another final state, on the row as locked — never for the others.
+        condition = (
+            f"CASE WHEN {guard} IS NOT TRUE THEN false "
+            f'WHEN {changed_final} THEN {_REVERSAL_FUNCTION}(EXCLUDED."trade_no", {old}, {new}) ELSE true END'
+        )
         return (
-            f'WITH prior AS (SELECT c."merchant_no", c."trade_no", c."state" FROM {stage} s '
-            f'JOIN {self.status_sql} c ON c."merchant_no" = s."merchant_no" AND c."trade_no" = s."trade_no" '
-            f'WHERE {final_states} AND c."state" <> s."state"), '
-            f"written AS (INSERT INTO {self.status_sql} AS cur ({cols}) SELECT {cols} FROM {stage} "
+            f"INSERT INTO {self.status_sql} AS cur ({cols}) SELECT {cols} FROM {self.stage} "
             f'ORDER BY {_KEY_ORDER} ON CONFLICT ("merchant_no", "trade_no") DO UPDATE SET '
             + update_set(STATUS_COLUMNS, self.quote, "EXCLUDED.{col}")
-            + f' WHERE {guard} RETURNING cur."merchant_no", cur."trade_no", cur."state") '
-            'SELECT w."trade_no", p."state", w."state" FROM written w JOIN prior p '
-            'ON p."merchant_no" = w."merchant_no" AND p."trade_no" = w."trade_no"'
+            + f" WHERE {condition}"
         )
 
     def _upsert_statuses(self, cur: Any, rows: list[StatusRow]) -> list[Reversal]:
@@ -113,9 +152,13 @@ class PostgresWriter(WarehouseWriter):
             f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} ON COMMIT DELETE ROWS AS "
             f"SELECT {cols} FROM {self.status_sql} WITH NO DATA"
         )
+        if not self._function_ready:
+            cur.execute(_REVERSAL_FUNCTION_SQL)
+            self._function_ready = True
         self._copy(cur, f"COPY {self.stage} ({cols}) FROM STDIN", rows)
+        self._reversals = []
         cur.execute(self._upsert)
-        return [Reversal(*r) for r in cur.fetchall()]
+        return self._reversals
 
     def _clear_errors(self, cur: Any, keys: Sequence[Key]) -> None:
         obsolete = superseded_error_sql('c."state"', 'c."fetched_at"', 'e."failed_at"')

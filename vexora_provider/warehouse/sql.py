@@ -55,13 +55,16 @@ def quote_columns(columns: Sequence[str], quote: str, prefix: str = "") -> str:
 
 def final_flag(state: str) -> str:
     """SQL that is 1 when the ``state`` expression is a final state, else 0 (NULL included)."""
-    return f"(CASE WHEN {state} IN ({FINAL_LIST}) THEN 1 ELSE 0 END)"
+    # A simple CASE, not ``IN (…)``: SQLite builds a temporary index for an IN list at every
+    # evaluation, ~80 µs per upserted row, where this costs nothing measurable.
+    whens = " ".join(f"WHEN '{state_value}' THEN 1" for state_value in FINAL_STATES)
+    return f"(CASE {state} {whens} ELSE 0 END)"
 
 
 def supersedes_sql(new_state: str, new_fetched: str, old_state: str, old_fetched: str) -> str:
     """SQL condition: the answer ``(new_state, new_fetched)`` replaces the stored one."""
-    new, old = final_flag(new_state), final_flag(old_state)
-    return f"({new} > {old} OR ({new} = {old} AND {new_fetched} >= {old_fetched}))"
+    # A row-value comparison is lexicographic: class first, then fetch time (SQL-92; SQLite 3.15+).
+    return f"(({final_flag(new_state)}, {new_fetched}) >= ({final_flag(old_state)}, {old_fetched}))"
 
 
 def superseded_error_sql(state: str, fetched_at: str, failed_at: str) -> str:

@@ -3,31 +3,54 @@ from __future__ import annotations
 from decimal import Decimal
 from unittest import mock
 
+import pytest
+
 from tests.unit.vexora_provider.operators._fakes import MERCHANT
 from tests.unit.vexora_provider.warehouse.support import NOW, rows_for
-from vexora_provider.warehouse import PostgresWriter, TableName, error_row
+from vexora_provider.warehouse import PostgresWriter, Reversal, TableName, error_row
 
 
 class TestPostgresWriter:
     def test_copy_into_stage_then_one_conditional_upsert_in_key_order(self) -> None:
         cur = mock.MagicMock()
-        cur.fetchall.return_value = []
         writer = PostgresWriter(mock.Mock(), TableName.parse("s.t"))
         writer._upsert_statuses(cur, rows_for(3000))
         statements = [c.args[0].split()[0] for c in cur.execute.call_args_list]
-        # The first batch also reads the stage's column types, once.
-        assert statements == ["CREATE", "SELECT", "WITH"]
+        # The first batch also creates the session's reversal function and reads the stage's types.
+        assert statements == ["CREATE", "CREATE", "SELECT", "INSERT"]
         cur.execute.reset_mock()
         writer._upsert_statuses(cur, rows_for(10))
-        assert [c.args[0].split()[0] for c in cur.execute.call_args_list] == ["CREATE", "WITH"]
+        assert [c.args[0].split()[0] for c in cur.execute.call_args_list] == ["CREATE", "INSERT"]
         assert cur.copy.call_args_list[0].args[0].startswith("COPY _vexora_stage (")
         assert not cur.copy.call_args.args[0].endswith("(FORMAT BINARY)")  # mock description: not ours
         upsert = cur.execute.call_args_list[1].args[0]
         assert 'INSERT INTO "s"."t" AS cur' in upsert
         assert 'ORDER BY "merchant_no" COLLATE "C", "trade_no" COLLATE "C"' in upsert
         assert 'ON CONFLICT ("merchant_no", "trade_no") DO UPDATE' in upsert
-        assert 'WHERE ((CASE WHEN EXCLUDED."state" IN' in upsert  # the ordering rule, in the database
+        assert (
+            """WHERE CASE WHEN (((CASE EXCLUDED."state" WHEN 'failed' THEN 1""" in upsert
+        )  # the rule, in SQL
         assert cur.copy.return_value.__enter__.return_value.write_row.call_count == 3010
+
+    def test_the_reversal_function_is_made_again_after_a_rollback(self) -> None:
+        writer = PostgresWriter(mock.Mock(), TableName.parse("t"))
+        writer._upsert_statuses(mock.MagicMock(), rows_for(1))
+        assert writer._function_ready
+        writer._after_rollback()
+        assert not writer._function_ready
+
+    @pytest.mark.parametrize(
+        "notice",
+        [
+            '["vexora_reversal", "R1", "success", "failed"]',  # psycopg 3: the primary message
+            'NOTICE:  ["vexora_reversal", "R1", "success", "failed"]\n',  # psycopg2: the line
+        ],
+    )
+    def test_reversal_notices_collected(self, notice: str) -> None:
+        writer = PostgresWriter(mock.Mock(), TableName.parse("t"))
+        writer._on_notice('relation "_vexora_stage" already exists, skipping')
+        writer._on_notice(notice)
+        assert writer._reversals == [Reversal("R1", "success", "failed")]
 
     def test_errors_recorded_only_without_a_final_or_newer_status(self) -> None:
         cur = mock.MagicMock()
