@@ -116,7 +116,8 @@ class WriterBase:
     amount_column: ClassVar[AmountColumn] = decimal_column(38, 18, "NUMERIC")
     #: What a ``NUMERIC`` without precision holds here (for tables created by hand).
     unconstrained_numeric: ClassVar[AmountColumn] = decimal_column(38, 18, "NUMERIC")
-    stores_nul: ClassVar[bool] = True
+    #: Who cannot store NUL in text (names the cause in the error row), ``None`` if it can.
+    nul_refused_by: ClassVar[str | None] = None
     key_max_chars: ClassVar[int | None] = None
     #: Whether a unique-key violation means another writer inserted the key first (retry).
     integrity_is_conflict: ClassVar[bool] = False
@@ -320,7 +321,7 @@ class WriterBase:
         if not isinstance(trade_no, str) or (self.key_max_chars and len(trade_no) > self.key_max_chars):
             return False
         try:
-            check_text("trade_no", trade_no, nul=self.stores_nul)
+            check_text("trade_no", trade_no, nul_refused_by=self.nul_refused_by)
         except ValueError:
             return False
         return True
@@ -331,9 +332,9 @@ class WriterBase:
 
         :raises UnstorableValueError: naming the field and the cause.
         """
-        nul = self.stores_nul
+        nul = self.nul_refused_by
         for field in _TEXT_FIELDS:
-            check_text(field, getattr(row, field), nul=nul)
+            check_text(field, getattr(row, field), nul_refused_by=nul)
         if self.key_max_chars and len(row.trade_no) > self.key_max_chars:
             raise UnstorableValueError("trade_no", f"longer than the key's {self.key_max_chars} characters")
         amounts = self.amounts

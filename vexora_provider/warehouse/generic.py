@@ -47,7 +47,7 @@ class GenericWriter(NaiveUtcTimes, WarehouseWriter):
 
     key_max_chars = 255
     # Not every database stores NUL in text (PostgreSQL does not): the portable path refuses it.
-    stores_nul = False
+    nul_refused_by = "portable SQL"
     integrity_is_conflict = True
 
     def __init__(self, hook: DbApiHook, table: TableName) -> None:

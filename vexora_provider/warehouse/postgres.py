@@ -77,7 +77,7 @@ class PostgresWriter(WarehouseWriter):
     types = ColumnTypes(text_key="TEXT", numeric="NUMERIC", timestamp="TIMESTAMPTZ")
     amount_column = POSTGRES_NUMERIC
     unconstrained_numeric = POSTGRES_NUMERIC
-    stores_nul = False
+    nul_refused_by = "PostgreSQL"
     stage = "_vexora_stage"
 
     def __init__(self, hook: DbApiHook, table: TableName) -> None:

@@ -132,16 +132,16 @@ def exact_text(value: Decimal | None) -> str | None:
     return str(value)
 
 
-def check_text(field: str, value: str | None, *, nul: bool = True) -> None:
+def check_text(field: str, value: str | None, *, nul_refused_by: str | None = None) -> None:
     """
     Raise :class:`UnstorableValueError` for text a UTF-8 database cannot hold.
 
-    :param nul: whether the database stores NUL (PostgreSQL does not).
+    :param nul_refused_by: who cannot store NUL in text (``"PostgreSQL"``), ``None`` if it can.
     """
     if value is None:
         return
-    if not nul and "\x00" in value:
-        raise UnstorableValueError(field, "contains NUL (0x00), which PostgreSQL text cannot hold")
+    if nul_refused_by and "\x00" in value:
+        raise UnstorableValueError(field, f"contains NUL (0x00), which {nul_refused_by} text cannot hold")
     if not value.isascii():
         try:
             value.encode("utf-8")

@@ -98,15 +98,15 @@ class TestText:
     def test_nul_only_where_refused(self) -> None:
         check_text("message", "a\x00b")
         with pytest.raises(UnstorableValueError, match="message: contains NUL"):
-            check_text("message", "a\x00b", nul=False)
+            check_text("message", "a\x00b", nul_refused_by="PostgreSQL")
 
     def test_lone_surrogate_named(self) -> None:
         with pytest.raises(UnstorableValueError, match=r"raw: contains a lone surrogate \(U\+DC00\)"):
             check_text("raw", "ok é \udc00")
 
     def test_valid_text_passes(self) -> None:
-        check_text("message", "ok é 😀", nul=False)
-        check_text("message", None, nul=False)
+        check_text("message", "ok é 😀", nul_refused_by="PostgreSQL")
+        check_text("message", None, nul_refused_by="PostgreSQL")
 
     def test_exact_and_plain_text(self) -> None:
         assert exact_text(Decimal("300.00")) == "300.00"
