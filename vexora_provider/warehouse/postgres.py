@@ -160,6 +160,11 @@ class PostgresWriter(WarehouseWriter):
         cur.execute(self._upsert)
         return self._reversals
 
+    def _errors_exist(self, cur: Any) -> bool:
+        # One cheap look spares the keyed deletes in the usual case (nothing failed before).
+        cur.execute(f"SELECT 1 FROM {self.errors_sql} LIMIT 1")
+        return bool(cur.fetchall())
+
     def _clear_errors(self, cur: Any, keys: Sequence[Key]) -> None:
         obsolete = superseded_error_sql('c."state"', 'c."fetched_at"', 'e."failed_at"')
         for merchant_no in sorted({m for m, _ in keys}):
