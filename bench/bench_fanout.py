@@ -4,8 +4,8 @@ A raw ASGI Vexora stand-in (uvicorn + httptools, in a subprocess on 127.0.0.1, p
 OS) answers ``queryPayOutResult`` after a fixed latency ``L``, checking every signature. In the
 same run the client measures:
 
-- ``hook``: our bulk API (``stream_payout_statuses``) with its default transport (httpx API over
-  aiohttp), N trades, C in flight;
+- ``hook``: our bulk API (``stream_payout_statuses``) with its default sender (the attempt driver
+  over aiohttp), N trades, C in flight;
 - ``raw-aiohttp``: the floor -- the same signing and parsing straight on ``aiohttp``, C workers;
 - ``plain-httpx``: the same work on one plain ``httpx.AsyncClient`` (its own httpcore pool) at C
   in flight (smaller N: it runs at ~100 req/s; wall extrapolated per request to N);
@@ -54,6 +54,8 @@ def _server_main(latency_s: float) -> None:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client went away (a cancelled request): nothing to answer
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
@@ -184,7 +186,8 @@ async def _run(base_url: str, mode: str, n: int, concurrency: int) -> dict[str, 
 
     from vexora_provider.hooks._protocol import (
         PAYOUT_STATUS_PATH,
-        parse_status_answer,
+        Answer,
+        read_status,
         request_headers,
         signed_json,
     )
@@ -206,15 +209,15 @@ async def _run(base_url: str, mode: str, n: int, concurrency: int) -> dict[str, 
             # The hook's work (sign, JSON, parse) on one plain AsyncClient and its own pool.
             body = signed_json({"tradeNo": trade_no}, config.secret)
             response = await client.post(url, content=body)
-            return isinstance(parse_status_answer(response, trade_no, config), PayoutStatus)
+            answer = Answer(response.status_code, response.content)
+            return isinstance(read_status(answer, trade_no, config), PayoutStatus)
 
         async def via_aiohttp(trade_no: str) -> bool:
             # Floor: the same work straight on aiohttp, no httpx objects, no retry/limiter.
             body = signed_json({"tradeNo": trade_no}, config.secret)
             async with raw.post(url, data=body, headers=request_headers(config)) as response:
-                content = await response.read()
-            fake = httpx.Response(response.status, content=content)
-            return isinstance(parse_status_answer(fake, trade_no, config), PayoutStatus)
+                answer = Answer(response.status, await response.read())
+            return isinstance(read_status(answer, trade_no, config), PayoutStatus)
 
         # Connection set-up, imports and config outside the timed part.
         await session.get_payout_status("WARMUP")

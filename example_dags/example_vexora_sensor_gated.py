@@ -4,6 +4,11 @@ A deferrable ``PayoutStatusSensor`` waits in the triggerer (no worker slot held)
 payout of the batch is final. Failed payouts do not fail the sensor here (``fail_on_failed=False``):
 a branch sends them to a follow-up task while the paid orders are marked paid.
 
+The sensor can still fail: on a status code Vexora does not document, on queries failing poll
+after poll, at its timeout. ``record_statuses`` writes the batch's statuses to the warehouse
+whatever the sensor's outcome (``trigger_rule=ALL_DONE``); with the default ``ALL_SUCCESS`` it
+would be ``upstream_failed`` and the warehouse would never hear of the trouble.
+
 Connections: ``vexora_default`` (type ``vexora``) and ``vexora_warehouse`` (common-sql database
 with the ``payouts`` table, columns ``trade_no`` and ``batch_id``).
 """
@@ -16,8 +21,9 @@ from typing import Any
 
 import pendulum
 from airflow.providers.common.sql.hooks.sql import DbApiHook
-from airflow.sdk import DAG, BaseHook, Param, task
+from airflow.sdk import DAG, BaseHook, Param, TriggerRule, task
 
+from vexora_provider.operators.payout_status import PayoutStatusToSqlOperator
 from vexora_provider.sensors.payout_status import PayoutStatusSensor
 
 log = logging.getLogger(__name__)
@@ -90,3 +96,12 @@ with DAG(
         return len(failed)
 
     route(wait.output) >> [mark_orders_paid(wait.output), chase_failed_payouts(wait.output)]
+
+    record_statuses = PayoutStatusToSqlOperator(
+        task_id="record_statuses",
+        vexora_conn_id="{{ params.vexora_conn_id }}",
+        sql_conn_id="{{ params.warehouse_conn_id }}",
+        trade_nos=trade_nos,
+        trigger_rule=TriggerRule.ALL_DONE,  # after the sensor, whether it succeeded or failed
+    )
+    wait >> record_statuses

@@ -53,9 +53,12 @@ with DAG(
     )
 
     @task
-    def report(summary: dict[str, Any]) -> dict[str, Any]:
-        """Log the sync's counts so they show at the top of the task log."""
+    def report(summary: dict[str, Any]) -> None:
+        """Log the sync's counts so they show at the top of the task log.
+
+        Returns nothing: the summary is already the sync's XCom (and a ``@task`` returning a dict
+        would push each key as an XCom of its own).
+        """
         log.info("payout sync summary: %s", summary)
-        return summary
 
     report(sync.output)

@@ -2,16 +2,22 @@
 
 Every error carries its facts as attributes (``trade_no``, ``code``, ``http_status`` …) so callers
 branch on fields, never on message text. Messages name the trade and the cause and never contain
-the app secret or a request signature.
+the app secret or a request signature: no secret is ever put into one.
+
+How far a failure reaches is decided once, when the error is made, as its :class:`Permanence`.
+The hook's retries, the sensor's and trigger's watch and the warehouse sync all read that one
+field, so they cannot disagree about what a retry or another poll can fix.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TypedDict, Unpack
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 __all__ = [
+    "Permanence",
     "VexoraAPIError",
     "VexoraAuthError",
     "VexoraConfigError",
@@ -24,10 +30,36 @@ __all__ = [
 ]
 
 
+class Permanence(StrEnum):
+    """
+    How far a failure reaches, from "try the same request again" to "nothing works until fixed".
+
+    - ``transient``: the same request may well succeed shortly (timeouts, 5xx, 429, code 5000);
+      the hook retries it with backoff.
+    - ``call``: this answer is final for this call, so an immediate retry is pointless, but a
+      later poll may get another one (an HTTP 404, an undocumented code, odd ``data``).
+    - ``trade``: no request about this trade number can ever succeed (it is malformed).
+    - ``connection``: no request on this connection can succeed until a person fixes it (bad
+      configuration, refused credentials, an untrusted TLS certificate): a watch ends at once and
+      a bulk sync stops instead of recording the same error for every trade.
+    """
+
+    TRANSIENT = "transient"
+    CALL = "call"
+    TRADE = "trade"
+    CONNECTION = "connection"
+
+    @property
+    def is_permanent(self) -> bool:
+        """Whether polling again can never help (``trade`` or ``connection``)."""
+        return self is Permanence.TRADE or self is Permanence.CONNECTION
+
+
 class ErrorFacts(TypedDict, total=False):
     """Facts every :class:`VexoraError` accepts as keywords."""
 
     trade_no: str | None
+    permanence: Permanence
     transient: bool
     attempts: int
 
@@ -42,17 +74,40 @@ class VexoraError(AirflowException):
 
     :param message: what went wrong, without any secret.
     :param trade_no: the merchant trade number concerned, if any.
-    :param transient: whether retrying the same call may succeed.
+    :param permanence: how far the failure reaches; the class's :attr:`default_permanence` when
+        omitted.
+    :param transient: shorthand for ``permanence=Permanence.TRANSIENT`` when true.
     :param attempts: how many tries were made before giving up (0 when none was sent).
     """
 
+    #: The permanence of errors of this class unless the raiser says otherwise.
+    default_permanence = Permanence.CALL
+
     def __init__(
-        self, message: str, *, trade_no: str | None = None, transient: bool = False, attempts: int = 0
+        self,
+        message: str,
+        *,
+        trade_no: str | None = None,
+        permanence: Permanence | None = None,
+        transient: bool = False,
+        attempts: int = 0,
     ) -> None:
         super().__init__(_about(trade_no) + message)
+        if transient and permanence not in (None, Permanence.TRANSIENT):
+            raise ValueError(f"transient=True contradicts permanence={permanence}")
         self.trade_no = trade_no
-        self.transient = transient
+        self.permanence = Permanence.TRANSIENT if transient else permanence or self.default_permanence
         self.attempts = attempts
+
+    @property
+    def transient(self) -> bool:
+        """Whether retrying the same request soon may succeed (the hook's retry rule reads this)."""
+        return self.permanence is Permanence.TRANSIENT
+
+    @property
+    def brief(self) -> str:
+        """A few words naming the cause, for retry log lines, e.g. ``HTTP 503`` or ``code 5000``."""
+        return type(self).__name__
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only attributes do not survive the default exception pickling (used by
@@ -71,21 +126,30 @@ class VexoraConfigError(VexoraError):
     """
     The connection or an argument is unusable (missing login, bad URL, bad extra).
 
-    :param message: which setting is wrong and why.
+    :param message: which setting is wrong, why, and how to fix it.
     """
 
+    default_permanence = Permanence.CONNECTION
 
-class VexoraAuthError(VexoraError):
+
+class VexoraAuthError(VexoraError, AirflowFailException):
     """
     The gateway refused the merchant's credentials (``code`` 8000 on ``queryBalance``).
 
-    :param message: the gateway's words, without any secret.
+    Also an ``AirflowFailException``: a task failing with it is not retried, because every retry
+    would be refused the same way until someone fixes the connection's login or password.
+
+    :param message: the gateway's words and the hint, without any secret.
     :param code: the request-level ``code`` the gateway answered.
+    :param msg: the gateway's ``msg`` text.
     """
 
-    def __init__(self, message: str, *, code: str, **kwargs: Unpack[ErrorFacts]) -> None:
+    default_permanence = Permanence.CONNECTION
+
+    def __init__(self, message: str, *, code: str, msg: str = "", **kwargs: Unpack[ErrorFacts]) -> None:
         super().__init__(message, **kwargs)
         self.code = code
+        self.msg = msg
 
 
 class VexoraInvalidTradeNoError(VexoraError, ValueError):
@@ -94,6 +158,8 @@ class VexoraInvalidTradeNoError(VexoraError, ValueError):
 
     :param message: what is wrong with it.
     """
+
+    default_permanence = Permanence.TRADE
 
 
 class VexoraAPIError(VexoraError):
@@ -108,6 +174,11 @@ class VexoraAPIError(VexoraError):
         super().__init__(f"gateway answered code {code} ({msg or 'no msg'})", **kwargs)
         self.code = code
         self.msg = msg
+
+    @property
+    def brief(self) -> str:
+        """``code <code>``."""
+        return f"code {self.code}"
 
 
 class VexoraHTTPError(VexoraError):
@@ -125,17 +196,30 @@ class VexoraHTTPError(VexoraError):
         self.http_status = http_status
         self.retry_after = retry_after
 
+    @property
+    def brief(self) -> str:
+        """``HTTP <status>``."""
+        return f"HTTP {self.http_status}"
+
 
 class VexoraTransportError(VexoraError):
     """
     No usable answer arrived: timeout, refused or reset connection, broken body.
 
     :param reason: short description, e.g. ``"read timeout after 10s"``.
+    :param kind: what failed, e.g. ``connect_timeout``, ``refused``, ``read_timeout``, ``reset``,
+        ``tls_verify``, ``proxy``; a connect-phase kind means the request never reached the gateway.
     """
 
-    def __init__(self, reason: str, **kwargs: Unpack[ErrorFacts]) -> None:
+    def __init__(self, reason: str, *, kind: str = "other", **kwargs: Unpack[ErrorFacts]) -> None:
         super().__init__(reason, **kwargs)
         self.reason = reason
+        self.kind = kind
+
+    @property
+    def brief(self) -> str:
+        """The reason, e.g. ``read timeout after 10s from api.example.com``."""
+        return self.reason
 
 
 class VexoraResponseFormatError(VexoraError):
@@ -148,6 +232,11 @@ class VexoraResponseFormatError(VexoraError):
     def __init__(self, reason: str, **kwargs: Unpack[ErrorFacts]) -> None:
         super().__init__(f"malformed response: {reason}", **kwargs)
         self.reason = reason
+
+    @property
+    def brief(self) -> str:
+        """``malformed response``."""
+        return "malformed response"
 
 
 class VexoraPayoutFailedError(VexoraError):

@@ -25,11 +25,42 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Vexora", "python-modules": ["vexora_provider.sensors.payout_status"]}
         ],
         "triggers": [
-            {"integration-name": "Vexora", "python-modules": ["vexora_provider.triggers.payout_status"]}
+            {
+                "integration-name": "Vexora",
+                "python-modules": [
+                    "vexora_provider.triggers.payout_status",
+                    "vexora_provider.triggers.settlement",
+                ],
+            }
         ],
         "operators": [
             {"integration-name": "Vexora", "python-modules": ["vexora_provider.operators.payout_status"]}
         ],
+        # The callback plugin is registered through the ``airflow.plugins`` entry point only: a
+        # "plugins" entry here would load it a second time where lazy provider discovery is off.
+        "asset-uris": [
+            {
+                "schemes": ["vexora"],
+                "handler": "vexora_provider.assets.sanitize_uri",
+                "factory": "vexora_provider.assets.create_asset",
+                "to_openlineage_converter": "vexora_provider.assets.convert_asset_to_openlineage",
+            }
+        ],
+        "config": {
+            "vexora": {
+                "description": "The Vexora callback receiver on the API server.",
+                "options": {
+                    "callback_dedupe_days": {
+                        "description": "Days a received callback is remembered, so a redelivery of it "
+                        "creates no second asset event. Vexora retries a callback for 24 hours.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "7",
+                        "default": "7",
+                    },
+                },
+            }
+        },
         "connection-types": [
             {
                 "connection-type": "vexora",
@@ -51,23 +82,36 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": {
                     "connect_timeout": {
                         "label": "Connect timeout (s)",
-                        "description": "Seconds to wait for a TCP/TLS connection. Default 5.",
-                        "schema": {"type": ["number", "null"], "minimum": 0.001},
+                        "description": "Seconds to wait for a TCP/TLS connection, 0.001-300. Default 5.",
+                        "schema": {"type": ["number", "null"], "minimum": 0.001, "maximum": 300},
                     },
                     "read_timeout": {
                         "label": "Read timeout (s)",
-                        "description": "Seconds to wait for a response. Default 10.",
-                        "schema": {"type": ["number", "null"], "minimum": 0.001},
+                        "description": "Seconds to wait for a response, 0.001-600. Default 10.",
+                        "schema": {"type": ["number", "null"], "minimum": 0.001, "maximum": 600},
                     },
                     "max_attempts": {
                         "label": "Max attempts",
-                        "description": "Total tries of one call, including the first. Default 4.",
-                        "schema": {"type": ["integer", "null"], "minimum": 1},
+                        "description": "Total tries of one call, including the first, 1-10. Default 4.",
+                        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 10},
                     },
                     "requests_per_second": {
                         "label": "Requests per second",
-                        "description": "Client-side rate limit for this connection. Empty or 0: unlimited.",
-                        "schema": {"type": ["number", "null"], "minimum": 0},
+                        "description": "Client-side rate limit for this connection, 0.01-10000. "
+                        "Empty or 0: unlimited.",
+                        "schema": {"type": ["number", "null"], "minimum": 0, "maximum": 10000},
+                    },
+                    "retry_after_cap": {
+                        "label": "Retry-After cap (s)",
+                        "description": "Longest single wait obeyed when Vexora sends Retry-After, 0-600. "
+                        "Default 30.",
+                        "schema": {"type": ["number", "null"], "minimum": 0, "maximum": 600},
+                    },
+                    "retry_after_budget": {
+                        "label": "Retry-After budget (s)",
+                        "description": "Total Retry-After waiting one session obeys before falling back "
+                        "to normal backoff, 0-3600. Default 120.",
+                        "schema": {"type": ["number", "null"], "minimum": 0, "maximum": 3600},
                     },
                     "timezone": {
                         "label": "Region timezone",
@@ -80,6 +124,23 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "JSON object of status code to state, merged over the defaults, "
                         'e.g. {"0099": "failed"}.',
                         "schema": {"type": ["object", "null"], "format": "json"},
+                    },
+                    "proxy": {
+                        "label": "Proxy",
+                        "description": "http://[user:password@]host:port of a proxy to tunnel through. "
+                        "Empty: HTTPS_PROXY/HTTP_PROXY from the environment unless NO_PROXY names the host.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "ca_bundle": {
+                        "label": "CA bundle",
+                        "description": "Path of a PEM file of CA certificates to trust (a private CA). "
+                        "Empty: SSL_CERT_FILE if set, else certifi's bundle.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "verify": {
+                        "label": "Verify TLS certificates",
+                        "description": "Default true. False only for tests: it logs a warning.",
+                        "schema": {"type": ["boolean", "null"]},
                     },
                     "allow_insecure_http": {
                         "label": "Allow plain http",

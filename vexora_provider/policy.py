@@ -13,19 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from vexora_provider.exceptions import (
-    VexoraAuthError,
-    VexoraConfigError,
-    VexoraError,
-    VexoraInvalidTradeNoError,
-    VexoraPayoutFailedError,
-)
+from vexora_provider.exceptions import VexoraError, VexoraPayoutFailedError
 from vexora_provider.models import TERMINAL_STATES, PayoutQueryError, PayoutState, PayoutStatus
 
 __all__ = [
     "DEFAULT_MAX_CONSECUTIVE_FAILURES",
     "DEFAULT_SUCCESS_STATES",
-    "PERMANENT_ERRORS",
     "PayoutWatch",
     "StatusDict",
     "SuccessPolicy",
@@ -35,14 +28,6 @@ __all__ = [
 
 DEFAULT_SUCCESS_STATES: tuple[str, ...] = (PayoutState.SUCCESS.value, PayoutState.PARTIAL.value)
 DEFAULT_MAX_CONSECUTIVE_FAILURES = 3
-
-# Errors no amount of polling fixes: a broken connection, a trade number the gateway can never
-# accept, refused credentials. They end the watch at once instead of after N polls.
-PERMANENT_ERRORS: tuple[type[VexoraError], ...] = (
-    VexoraConfigError,
-    VexoraInvalidTradeNoError,
-    VexoraAuthError,
-)
 
 StatusDict = dict[str, str | None]
 Outcome = Literal["waiting", "success", "failed", "error"]
@@ -129,12 +114,14 @@ class Verdict:
         last poll's failed query was (empty when every query answered).
     :param statuses: the latest known statuses as plain dicts, in input order.
     :param retryable: for ``error``: whether retrying the task may help.
+    :param cause: for an ``error`` no poll can fix: the error that decided it.
     """
 
     outcome: Outcome
     message: str
     statuses: list[StatusDict]
     retryable: bool = True
+    cause: VexoraError | None = None
 
     @property
     def done(self) -> bool:
@@ -194,8 +181,9 @@ class PayoutWatch:
             if rejected is not None:
                 return Verdict("failed", failure_message(rejected), self.statuses(), retryable=False)
         for error in errors:
-            if isinstance(error.error, PERMANENT_ERRORS):
-                return Verdict("error", error.message, self.statuses(), retryable=False)
+            # What the error's permanence says no poll can fix ends the watch at once.
+            if error.error.permanence.is_permanent:
+                return Verdict("error", error.message, self.statuses(), retryable=False, cause=error.error)
         if errors:
             # Answers come in completion order; name the first failing trade in input order.
             order = {t: i for i, t in enumerate(self.trade_nos)}
@@ -207,8 +195,8 @@ class PayoutWatch:
 
     def record_poll_error(self, error: VexoraError) -> Verdict:
         """Take a poll that failed as a whole (no answer for any trade)."""
-        if isinstance(error, PERMANENT_ERRORS):
-            return Verdict("error", str(error), self.statuses(), retryable=False)
+        if error.permanence.is_permanent:
+            return Verdict("error", str(error), self.statuses(), retryable=False, cause=error)
         pending = self.to_poll()
         return self._failed_poll([PayoutQueryError(pending[0] if pending else "", error)])
 

@@ -1,4 +1,4 @@
-"""The Vexora signature rule as pure functions (``vexora-api.md`` section 2).
+"""The Vexora signature rule, as Vexora documents it, as pure functions.
 
 1. take every body field except ``sign`` and drop those whose value is ``None`` or ``""``;
 2. sort the keys by plain code-point order;

@@ -1,13 +1,18 @@
-"""The example DAGs import cleanly and are wired the way their docs say."""
+"""The example DAGs import cleanly, are wired the way their docs say, and the gated one runs."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from vexora_provider.testing.server import SimulatorServer
+
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
+LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +29,14 @@ class TestExampleDags:
             "example_vexora_warehouse_sync",
             "example_vexora_sensor_gated",
             "example_vexora_mapped_sync",
+            "example_vexora_settlement_events",
         }
 
     def test_connection_ids_come_from_params(self, dagbag: Any) -> None:
         for dag_id in dagbag.dag_ids:
             dag = dagbag.dags[dag_id]
-            assert dag.params["vexora_conn_id"] == "vexora_default"
+            if dag_id != "example_vexora_settlement_events":  # scheduled on an asset: no gateway call
+                assert dag.params["vexora_conn_id"] == "vexora_default"
             assert dag.params["warehouse_conn_id"] == "vexora_warehouse"
 
     def test_sensor_waits_on_the_batch_and_gates_downstream(self, dagbag: Any) -> None:
@@ -41,12 +48,69 @@ class TestExampleDags:
         for downstream in ("mark_orders_paid", "chase_failed_payouts"):
             assert dag.get_task(downstream).upstream_task_ids == {"route", "wait_for_payouts"}
 
+    def test_statuses_are_recorded_whatever_the_sensor_does(self, dagbag: Any) -> None:
+        record = dagbag.dags["example_vexora_sensor_gated"].get_task("record_statuses")
+        assert record.upstream_task_ids == {"payouts_in_batch", "wait_for_payouts"}
+        assert record.trigger_rule == "all_done"
+
     def test_sync_summary_is_reported(self, dagbag: Any) -> None:
         dag = dagbag.dags["example_vexora_warehouse_sync"]
         assert dag.get_task("report").upstream_task_ids == {"refresh_payout_statuses"}
+
+    def test_booking_is_scheduled_on_the_payouts_asset(self, dagbag: Any) -> None:
+        from vexora_provider.assets import payouts_asset
+
+        dag = dagbag.dags["example_vexora_settlement_events"]
+        assert list(dag.timetable.asset_condition.objects) == [payouts_asset("3060414594")]
+        assert dag.task_ids == ["book_settled_payouts"]
 
     def test_large_sync_maps_over_batches_not_trades(self, dagbag: Any) -> None:
         dag = dagbag.dags["example_vexora_mapped_sync"]
         refresh = dag.get_task("refresh_batch")
         assert refresh.upstream_task_ids == {"plan_batches"}
         assert refresh.max_active_tis_per_dag == 4
+
+
+@pytest.mark.integration
+class TestSensorGatedRun:
+    def test_sensor_failure_still_reaches_the_warehouse(
+        self,
+        dagbag: Any,
+        vexora_airflow_db: str,
+        vexora_simulator_server: SimulatorServer,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        sim = vexora_simulator_server.sim
+        sim.add_payout("GATE-1", "success", pending_polls=0, amount="120.50")
+        sim.add_payout("GATE-2", "0042", pending_polls=0)  # undocumented code: the sensor fails
+        warehouse = tmp_path / "warehouse.db"
+        with sqlite3.connect(warehouse) as db:
+            db.execute("CREATE TABLE payouts (trade_no TEXT PRIMARY KEY, batch_id TEXT)")
+            db.executemany("INSERT INTO payouts VALUES (?, 'b1')", [("GATE-1",), ("GATE-2",)])
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_VEXORA_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(warehouse)})
+        )
+        for name, value in vexora_simulator_server.airflow_env().items():
+            monkeypatch.setenv(name, value)
+        # dag.test() runs the DAG as Airflow finds it in a configured DAG bundle.
+        bundle = {"name": "examples", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(EXAMPLE_DAGS)}}
+        monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([bundle]))
+
+        run = dagbag.dags["example_vexora_sensor_gated"].test(run_conf={"batch_id": "b1"})
+
+        assert run.state == "failed"  # the sensor's failure still shows on the run
+        states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+        assert states == {
+            "payouts_in_batch": "success",
+            "wait_for_payouts": "failed",
+            "route": "upstream_failed",
+            "mark_orders_paid": "upstream_failed",
+            "chase_failed_payouts": "upstream_failed",
+            "record_statuses": "success",
+        }
+        with sqlite3.connect(warehouse) as db:
+            rows = db.execute(
+                "SELECT trade_no, state, status_code, amount FROM vexora_payout_status ORDER BY trade_no"
+            ).fetchall()
+        assert rows == [("GATE-1", "success", "0000", "120.5000"), ("GATE-2", "unknown", "0042", rows[1][3])]

@@ -205,3 +205,56 @@ class TestVexoraHookOverLoopback:
         leaked = conn["password"] in message
         assert not leaked, "the app secret is in the connection test message"
         assert server.sim.stats()["requests"]["queryBalance"] == 2  # auth errors are not retried
+
+    def test_wrong_secret_fails_fast_on_every_status_path(
+        self, server: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        conn = json.loads(server.airflow_connection("nigeria", **FAST_RETRY))
+        conn["password"] = "not-the-secret-" + "x" * 17
+        monkeypatch.setenv("AIRFLOW_CONN_VEXORA_DEFAULT", json.dumps(conn))
+        server.sim.create_payouts(200, {"success": 1.0})
+        hook = VexoraHook()
+
+        def sent() -> tuple[int, int]:
+            requests = server.sim.stats()["requests"]
+            return requests.get("queryPayOutResult", 0), requests.get("queryBalance", 0)
+
+        with pytest.raises(VexoraAuthError) as raised:
+            hook.get_payout_status("W-1")
+        # One status query answered 8000, one queryBalance check answered 8000: no retries.
+        assert sent() == (1, 1)
+        assert raised.value.code == "8000"
+        assert raised.value.trade_no == "W-1"
+        assert "merchant number (login)" in str(raised.value)
+        assert "app secret (password)" in str(raised.value)
+        with pytest.raises(VexoraAuthError):
+            hook.get_payout_status("W-2")
+        assert sent() == (1, 1)  # known now: later calls fail without a request
+
+        async def stream() -> list[PayoutStatus | PayoutQueryError]:
+            trades = [f"W-{i}" for i in range(200)]
+            return [r async for r in hook.astream_payout_statuses(trades, concurrency=32)]
+
+        with pytest.raises(VexoraAuthError):
+            asyncio.run(stream())
+        # A new session finds out again, with one query and one check, not one per worker.
+        assert sent() == (2, 2)
+        leaked = conn["password"] in str(raised.value)
+        assert not leaked, "the app secret is in the error message"
+
+    def test_order_not_exist_is_still_a_retried_query_error(
+        self, server: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        hook = connect(server, monkeypatch, **FAST_RETRY)
+
+        with pytest.raises(VexoraAPIError) as raised:
+            hook.get_payout_status("NOT-CREATED")
+        with pytest.raises(VexoraAPIError):
+            hook.get_payout_status("NOT-CREATED-EITHER")
+
+        assert raised.value.code == "8000"
+        assert raised.value.attempts == 3
+        assert raised.value.transient
+        # The credentials were checked once (fine), so the second unknown trade asks no more.
+        assert server.sim.stats()["requests"]["queryBalance"] == 1
+        assert server.sim.calls("NOT-CREATED") == server.sim.calls("NOT-CREATED-EITHER") == 3

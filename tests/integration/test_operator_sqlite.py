@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.integration.operator_support import run_sync, simulator, table_rows, vexora_connection
+from tests.integration.operator_support import (
+    run_sync,
+    select,
+    simulator,
+    table_rows,
+    vexora_connection,
+)
+from vexora_provider.exceptions import VexoraAuthError
 from vexora_provider.hooks.vexora import VexoraHook
 from vexora_provider.operators.payout_status import PayoutStatusToSqlOperator
 
@@ -68,3 +76,20 @@ class TestSqliteTarget:
         assert second["requested"] == first["by_state"].get("pending", 0) + first["by_state"].get(
             "unknown", 0
         )
+
+    def test_wrong_secret_stops_the_sync_with_one_clear_error(self, sqlite_conn: Path) -> None:
+        sim, trades = simulator(500)
+        with vexora_connection(sim) as vexora:
+            key = f"AIRFLOW_CONN_{vexora.upper()}"
+            conn = json.loads(os.environ[key])
+            conn["password"] = "not-the-secret-" + "x" * 17
+            os.environ[key] = json.dumps(conn)
+
+            with pytest.raises(VexoraAuthError, match=r"merchant number \(login\)"):
+                run_sync(vexora, "wh_sqlite", "payouts", trades, concurrency=32)
+
+        requests = sim.stats()["requests"]
+        assert (requests.get("queryPayOutResult"), requests.get("queryBalance")) == (1, 1)
+        # One error for the task, not one row per trade saying "sign error".
+        assert select("wh_sqlite", "SELECT COUNT(*) FROM payouts_errors") == [(0,)]
+        assert select("wh_sqlite", "SELECT COUNT(*) FROM payouts") == [(0,)]

@@ -22,6 +22,7 @@ from airflow.sdk.exceptions import (
 )
 from airflow.sdk.serde import deserialize, serialize
 
+from vexora_provider.exceptions import VexoraAuthError
 from vexora_provider.sensors.payout_status import PayoutStatusSensor
 from vexora_provider.testing import VexoraSimulator
 from vexora_provider.testing.server import SimulatorServer
@@ -226,3 +227,53 @@ class TestPayoutStatusSensorAgainstSimulator:
         assert "ORDER-1" in text
         leaked = secret in text
         assert not leaked, "an XCom, event or error shows the app secret"  # never print it
+
+
+def wrong_secret(server: SimulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = json.loads(server.airflow_connection("nigeria", max_attempts=4, read_timeout=5))
+    conn["password"] = "not-the-secret-" + "x" * 17
+    monkeypatch.setenv("AIRFLOW_CONN_VEXORA_DEFAULT", json.dumps(conn))
+
+
+def sent(server: SimulatorServer) -> tuple[int, int]:
+    requests = server.sim.stats()["requests"]
+    return requests.get("queryPayOutResult", 0), requests.get("queryBalance", 0)
+
+
+class TestWrongCredentials:
+    @pytest.mark.parametrize("mode", ["poke", "deferrable"])
+    def test_sensor_fails_at_once_with_an_auth_error(
+        self, server: SimulatorServer, monkeypatch: pytest.MonkeyPatch, mode: str
+    ) -> None:
+        wrong_secret(server, monkeypatch)
+        for trade_no in ("A", "B", "C"):
+            server.sim.add_payout(trade_no, "success", pending_polls=2)
+
+        kind, message = run(mode, trade_no=["A", "B", "C"], max_consecutive_failures=5)
+
+        assert kind is VexoraAuthError
+        assert "merchant number (login)" in message
+        assert "app secret (password)" in message
+        # Not 4 tries x 5 polls x 3 trades: one status query, one queryBalance check.
+        assert sent(server) == (1, 1)
+
+    def test_trigger_reports_refused_credentials_once_deferred(
+        self, server: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The connection's secret changed while the task was deferred.
+        wrong_secret(server, monkeypatch)
+        trigger = PayoutStatusTrigger(
+            trade_nos=["A", "B", "C"], vexora_conn_id="vexora_default", end_time=9e9, poll_interval=0
+        )
+
+        (event,) = asyncio.run(collect(trigger))
+
+        assert (event["status"], event["retryable"], event["error_type"]) == (
+            "error",
+            False,
+            "VexoraAuthError",
+        )
+        assert sent(server) == (1, 1)
+        sensor = PayoutStatusSensor(task_id="wait", trade_no=["A", "B", "C"], deferrable=True)
+        with pytest.raises(VexoraAuthError, match=r"app secret \(password\)"):
+            sensor.resume_execution("execute_complete", {"event": event}, {})  # type: ignore[arg-type]

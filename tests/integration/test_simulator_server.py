@@ -22,7 +22,7 @@ QUERY = "/v1/vexora/queryPayOutResult"
 
 
 def md5_body(secret: str, **fields: str) -> dict[str, str]:
-    """Signed with the spec's rule, written here independently of vexora_provider.signing."""
+    """Signed with Vexora's documented rule, written here independently of vexora_provider.signing."""
     fields.setdefault("timestamp", str(int(time.time() * 1000)))
     text = "".join(f"{k}={v}" for k, v in sorted(fields.items()) if v not in ("", None)) + secret
     return {**fields, "sign": hashlib.md5(text.encode()).hexdigest()}

@@ -1,25 +1,25 @@
-"""The request shape, answer interpretation and retry decision shared by every hook path.
+"""The request shape and the reading of answers, shared by every hook path.
 
-One request shape (``POST`` JSON of string fields plus ``sign``, header ``merchantNo``), one
-reading of the gateway's answers into results or typed errors, and one policy deciding after a
-failed try whether to wait and how long -- used alike by the sync hook, the async session and the
-bulk stream.
+One request shape (``POST`` JSON of string fields plus ``sign``, header ``merchantNo``), and one
+reading of what came back -- an :class:`Answer` (status, body, ``Retry-After``) or a
+:class:`TransportFailure` -- into a result or a typed error whose :class:`Permanence` is decided
+here, once. The sync and async senders produce the same two things, so nothing below depends on
+which HTTP library carried the bytes.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
+from vexora_provider._urls import ProxyURL
 from vexora_provider.config import VexoraConfig
 from vexora_provider.exceptions import (
+    Permanence,
     VexoraAPIError,
     VexoraAuthError,
     VexoraError,
@@ -33,29 +33,27 @@ from vexora_provider.models import Balance, PayoutStatus, decode_envelope, parse
 from vexora_provider.signing import signed_body, timestamp_ms
 
 __all__ = [
+    "AUTH_HINT",
     "BALANCE_PATH",
     "MAX_TRADE_NO_LENGTH",
     "PAYOUT_STATUS_PATH",
+    "Answer",
     "FetchStats",
-    "RetryPolicy",
-    "check_http",
-    "envelope_data",
-    "parse_balance_answer",
-    "parse_status_answer",
+    "TransportFailure",
+    "read_balance",
+    "read_envelope",
+    "read_status",
     "request_headers",
-    "scrub",
+    "shorten",
     "signed_json",
-    "timeout_for",
     "transport_error",
     "validate_trade_no",
 ]
 
-# The hook's logger: retries are reported under the name users configure.
-log = logging.getLogger("vexora_provider.hooks.vexora")
-
 PAYOUT_STATUS_PATH = "/v1/vexora/queryPayOutResult"
 BALANCE_PATH = "/v1/vexora/queryBalance"
 MAX_TRADE_NO_LENGTH = 32
+AUTH_HINT = "check the merchant number (login) and the app secret (password)"
 
 
 def validate_trade_no(trade_no: object) -> str:
@@ -107,12 +105,46 @@ class FetchStats:
         return data
 
 
+@dataclass(slots=True)
+class Answer:
+    """
+    What the gateway sent back, whatever library carried it.
+
+    :param status: the HTTP status.
+    :param content: the body, already decoded from any ``Content-Encoding``.
+    :param retry_after: the ``Retry-After`` header, if any.
+    """
+
+    status: int
+    content: bytes
+    retry_after: str | None = None
+
+
+class TransportFailure(Exception):
+    """
+    No answer came back; raised by a sender, turned into a typed error by :func:`transport_error`.
+
+    :param kind: one of ``connect_timeout``, ``read_timeout``, ``write_timeout``, ``pool_timeout``,
+        ``refused``, ``connect``, ``closed``, ``reset``, ``read``, ``tls_verify``, ``proxy``,
+        ``unsupported``, ``other``.
+    :param detail: the library's words (never holds a secret: none is ever given to the library
+        in a URL or header).
+    :param status: for ``proxy``: the HTTP status the proxy answered the tunnel request with.
+    """
+
+    def __init__(self, kind: str, detail: str = "", *, status: int | None = None) -> None:
+        super().__init__(kind, detail)
+        self.kind = kind
+        self.detail = detail
+        self.status = status
+
+
 def request_headers(config: VexoraConfig) -> dict[str, str]:
-    # Only these: connection extras are configuration, never headers (pitfall 13).
+    # Only these: connection extras are configuration, never headers.
     return {"merchantNo": config.merchant_no, "Content-Type": "application/json"}
 
 
-def signed_json(fields: dict[str, str], secret: str) -> bytes:
+def signed_json(fields: Mapping[str, str], secret: str) -> bytes:
     """Return the JSON body: ``fields`` plus a fresh ``timestamp`` and the ``sign`` over both.
 
     Called once per try, so a retry after a long backoff never carries a stale timestamp.
@@ -121,132 +153,124 @@ def signed_json(fields: dict[str, str], secret: str) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def timeout_for(config: VexoraConfig, cap: float | None = None) -> httpx.Timeout:
-    connect, read = config.connect_timeout, config.read_timeout
-    if cap is not None:
-        connect, read = min(connect, cap), min(read, cap)
-    # No pool timeout: concurrency is bounded by our workers, a queued request is not a failure.
-    return httpx.Timeout(connect=connect, read=read, write=read, pool=None)
-
-
-def scrub(text: str, config: VexoraConfig, limit: int = 160) -> str:
-    text = text.replace(config.secret, "***") if config.secret else text
+def shorten(text: str, limit: int = 160) -> str:
+    """Cut a library's message to ``limit`` characters."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def transport_error(exc: httpx.TransportError, config: VexoraConfig, trade_no: str | None) -> VexoraError:
-    host = urlsplit(config.base_url).netloc
-    detail = str(exc)
-    transient = True
-    if isinstance(exc, httpx.ConnectTimeout):
-        reason = f"connect timeout after {config.connect_timeout:g}s to {host}"
-    elif isinstance(exc, httpx.ReadTimeout):
-        reason = f"read timeout after {config.read_timeout:g}s from {host}"
-    elif isinstance(exc, httpx.WriteTimeout):
-        reason = f"write timeout to {host}"
-    elif isinstance(exc, httpx.TimeoutException):
-        reason = f"timeout waiting for a connection to {host}"
-    elif isinstance(exc, httpx.ConnectError):
-        refused = "refused" in detail.lower() or "errno 111" in detail.lower()
-        reason = f"connection refused by {host}" if refused else f"cannot connect to {host}: {detail}"
-    elif isinstance(exc, httpx.RemoteProtocolError):
-        reason = f"connection to {host} closed before a complete answer: {detail}"
-    elif isinstance(exc, httpx.ReadError):
-        reset = "reset" in detail.lower() or "errno 104" in detail.lower()
-        reason = f"connection reset by {host}" if reset else f"read error from {host}: {detail}"
-    elif isinstance(exc, httpx.UnsupportedProtocol | httpx.ProxyError):
-        reason, transient = f"cannot send to {config.base_url}: {detail}", False
-    else:
-        reason = f"{type(exc).__name__} talking to {host}: {detail}"
-    return VexoraTransportError(scrub(reason, config), trade_no=trade_no, transient=transient)
-
-
-def check_http(response: httpx.Response, trade_no: str | None) -> None:
-    status = response.status_code
+def _check_http(answer: Answer, trade_no: str | None) -> None:
+    status = answer.status
     if 200 <= status < 300:
         return
     transient = status == 429 or status >= 500
-    retry_after = _retry.parse_retry_after(response.headers.get("retry-after")) if transient else None
-    raise VexoraHTTPError(http_status=status, retry_after=retry_after, trade_no=trade_no, transient=transient)
+    retry_after = _retry.parse_retry_after(answer.retry_after) if transient else None
+    raise VexoraHTTPError(
+        http_status=status,
+        retry_after=retry_after,
+        trade_no=trade_no,
+        permanence=Permanence.TRANSIENT if transient else Permanence.CALL,
+    )
 
 
-def envelope_data(response: httpx.Response, *, trade_no: str | None, query: bool) -> Any:
+def read_envelope(answer: Answer, *, trade_no: str | None, query: bool) -> Any:
     """Return ``data`` of a ``0000`` answer or raise the typed error for any other answer."""
-    check_http(response, trade_no)
+    _check_http(answer, trade_no)
     try:
-        envelope = decode_envelope(response.content, trade_no=trade_no)
+        envelope = decode_envelope(answer.content, trade_no=trade_no)
     except VexoraResponseFormatError as err:
         # A body that is not the envelope at all is what a proxy error page or a truncated
-        # answer looks like: worth another try (load-anchors T6). A well-formed envelope with
-        # odd ``data`` is deterministic and fails at once (see _parse_* below).
-        err.transient = True
+        # answer looks like: worth another try. A well-formed envelope with odd ``data`` is
+        # deterministic and fails at once (see the readers below).
+        err.permanence = Permanence.TRANSIENT
         raise
     code = envelope.code
     if code == "0000":
         return envelope.data
     if code == "8000" and not query:
         raise VexoraAuthError(
-            f"gateway refused the request with code 8000 ({envelope.msg or 'no msg'}): "
-            "check the merchant number (login) and the app secret (password)",
+            f"gateway refused the request with code 8000 ({envelope.msg or 'no msg'}): {AUTH_HINT}",
             code=code,
+            msg=envelope.msg,
             trade_no=trade_no,
         )
-    # 5000 is a gateway fault; 8000 on a status query means the *query* failed, not the payout.
+    # 5000 is a gateway fault; 8000 on a status query means the *query* failed, not the payout
+    # (whether the credentials are to blame is found out once per session by the driver).
     transient = code == "5000" or (code == "8000" and query)
-    raise VexoraAPIError(code=code, msg=envelope.msg, trade_no=trade_no, transient=transient)
+    raise VexoraAPIError(
+        code=code,
+        msg=envelope.msg,
+        trade_no=trade_no,
+        permanence=Permanence.TRANSIENT if transient else Permanence.CALL,
+    )
 
 
-def parse_status_answer(response: httpx.Response, trade_no: str, config: VexoraConfig) -> PayoutStatus:
-    data = envelope_data(response, trade_no=trade_no, query=True)
+def read_status(answer: Answer, trade_no: str, config: VexoraConfig) -> PayoutStatus:
+    """Return the payout status in ``answer`` or raise the typed error it amounts to."""
+    data = read_envelope(answer, trade_no=trade_no, query=True)
     return parse_payout_status(data, trade_no=trade_no, status_map=config.status_map, tz=config.timezone)
 
 
-def parse_balance_answer(response: httpx.Response) -> Balance:
-    return parse_balance(envelope_data(response, trade_no=None, query=False))
+def read_balance(answer: Answer) -> Balance:
+    """Return the balance in ``answer`` or raise the typed error it amounts to."""
+    return parse_balance(read_envelope(answer, trade_no=None, query=False))
 
 
-class RetryPolicy:
-    """
-    What to do after a failed try: count it, give up, or say how long to wait.
+_CONNECT_KINDS = frozenset({"connect_timeout", "refused", "connect"})
 
-    :param max_attempts: total tries, including the first.
-    :param stats: counters to update.
-    :param pause: called with the seconds a 429 asked for, to hold the whole session.
-    """
+# What each kind of transport failure says; ``peer`` is the proxy for connect failures through
+# one (the connection we open is the proxy's), ``via`` names the proxy for the others.
+_REASONS: dict[str, str] = {
+    "connect_timeout": "connect timeout after {config.connect_timeout:g}s to {peer}",
+    "read_timeout": "read timeout after {config.read_timeout:g}s from {host}{via}",
+    "write_timeout": "write timeout to {host}{via}",
+    "pool_timeout": "timeout waiting for a connection to {host}{via}",
+    "refused": "connection refused by {peer}",
+    "connect": "cannot connect to {peer}: {detail}",
+    "closed": "connection to {host}{via} closed before a complete answer: {detail}",
+    "reset": "connection reset by {host}{via}",
+    "read": "read error from {host}{via}: {detail}",
+    "tls_verify": (
+        "TLS certificate of {host} is not trusted ({detail}); if {host} uses a private CA, set the "
+        "connection extra ca_bundle to the path of that CA's PEM file"
+    ),
+    "unsupported": "cannot send to {config.base_url}: {detail}",
+}
+_PERMANENCE = {"tls_verify": Permanence.CONNECTION, "unsupported": Permanence.CONNECTION}
 
-    def __init__(self, *, max_attempts: int, stats: FetchStats, pause: Callable[[float], None]) -> None:
-        self.max_attempts = max_attempts
-        self.stats = stats
-        self.pause = pause
 
-    def after_failure(self, error: VexoraError, attempt: int) -> float:
-        """Return the delay before the next try, or raise ``error`` (with ``attempts``) when done."""
-        error.attempts = attempt
-        stats = self.stats
-        retry_after = None
-        if isinstance(error, VexoraHTTPError):
-            stats.http_errors += 1
-            retry_after = error.retry_after
-            if error.http_status == 429:
-                stats.rate_limited += 1
-        elif isinstance(error, VexoraTransportError):
-            stats.transport_errors += 1
-        if not error.transient or attempt >= self.max_attempts:
-            raise error
-        delay = _retry.backoff_delay(attempt)
-        if retry_after is not None:
-            delay = retry_after
-            self.pause(retry_after)
-        elif isinstance(error, VexoraHTTPError) and error.http_status == 429:
-            # No Retry-After: still slow the whole session down, not just this request.
-            self.pause(delay)
-        stats.retries += 1
-        log.info(
-            "Vexora %s failed (%s); retry %d of %d in %.2fs",
-            error.trade_no or "request",
-            type(error).__name__,
-            attempt,
-            self.max_attempts - 1,
-            delay,
+def transport_error(
+    failure: TransportFailure, config: VexoraConfig, proxy: ProxyURL | None, trade_no: str | None
+) -> VexoraError:
+    """Return the typed error for a request that got no answer, naming the host (and proxy)."""
+    host = urlsplit(config.base_url).netloc
+    kind = failure.kind
+    if kind == "proxy":
+        reason, permanence = _proxy_refusal(failure.status, host, proxy)
+        return VexoraTransportError(reason, kind=kind, trade_no=trade_no, permanence=permanence)
+    reason = _REASONS.get(kind, "{detail} talking to {host}{via}").format(
+        config=config,
+        host=host,
+        peer=f"proxy {proxy.url}" if proxy and kind in _CONNECT_KINDS else host,
+        via=f" via proxy {proxy.url}" if proxy and kind not in _CONNECT_KINDS else "",
+        detail=shorten(failure.detail) or "unexpected failure",
+    )
+    permanence = _PERMANENCE.get(kind, Permanence.TRANSIENT)
+    return VexoraTransportError(reason, kind=kind, trade_no=trade_no, permanence=permanence)
+
+
+def _proxy_refusal(status: int | None, host: str, proxy: ProxyURL | None) -> tuple[str, Permanence]:
+    name = f"proxy {proxy.url}" if proxy else "the proxy"
+    if status == 407:
+        return (
+            f"{name} asks for credentials (HTTP 407): put them in the proxy URL, "
+            "http://user:password@host:port",
+            Permanence.CONNECTION,
         )
-        return delay
+    if status is not None and status >= 500:
+        return f"{name} could not reach {host} (HTTP {status})", Permanence.TRANSIENT
+    shown = f"HTTP {status}" if status is not None else "no status"
+    return (
+        f"{name} refused the tunnel to {host} ({shown}); ask its administrators to allow it, "
+        "or set NO_PROXY if Vexora is reachable directly",
+        Permanence.CONNECTION,
+    )

@@ -1,4 +1,4 @@
-"""Retry policy and the session-wide rate limiter used by :mod:`vexora_provider.hooks.vexora`.
+"""Backoff, ``Retry-After`` and the session-wide rate limiters used by the attempt driver.
 
 Clock and sleep functions are module attributes looked up at call time, so tests patch
 ``_retry.monotonic`` / ``_retry.sleep`` / ``_retry.asleep`` and run without waiting.
@@ -11,22 +11,22 @@ import random
 import threading
 import time
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 
 __all__ = [
     "BACKOFF_BASE",
     "BACKOFF_CAP",
-    "RETRY_AFTER_CAP",
+    "AsyncLimiter",
     "AsyncRateLimiter",
+    "Limiter",
     "RateLimiter",
+    "RetryAfterBudget",
     "backoff_delay",
     "parse_retry_after",
 ]
 
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
-# A gateway asking for minutes is treated as "a long while", not obeyed blindly: the task's own
-# retries and timeouts are the better place to wait that long.
-RETRY_AFTER_CAP = 60.0
 
 monotonic = time.monotonic
 sleep = time.sleep
@@ -39,8 +39,14 @@ def backoff_delay(attempt: int, *, base: float = BACKOFF_BASE, cap: float = BACK
     return uniform(0.0, min(cap, base * (2 ** (attempt - 1))))
 
 
-def parse_retry_after(value: str | None, *, cap: float = RETRY_AFTER_CAP) -> float | None:
-    """Return the seconds a ``Retry-After`` header asks for (delta-seconds or HTTP-date), capped."""
+def parse_retry_after(value: str | None) -> float | None:
+    """
+    Return the seconds a ``Retry-After`` header asks for (delta-seconds or HTTP-date).
+
+    ``None`` when there is nothing usable to obey: no header, a malformed one, or zero, negative
+    or past times -- the caller then falls back to its normal jittered backoff rather than
+    retrying at once.
+    """
     if not value:
         return None
     value = value.strip()
@@ -54,9 +60,53 @@ def parse_retry_after(value: str | None, *, cap: float = RETRY_AFTER_CAP) -> flo
         if when.tzinfo is None:
             return None
         seconds = when.timestamp() - time.time()
-    if seconds != seconds:  # NaN
+    if not (seconds > 0 and seconds != float("inf")):  # also refuses NaN
         return None
-    return min(max(seconds, 0.0), cap)
+    return seconds
+
+
+class RetryAfterBudget:
+    """
+    How much server-asked waiting one session obeys: each wait capped, all of them bounded.
+
+    A gateway asking for minutes again and again would otherwise hold a bulk session for as long as
+    it likes; past the budget, retries fall back to the normal jittered backoff.
+
+    :param cap: the longest single wait obeyed, in seconds (longer asks are cut to it).
+    :param budget: the total of obeyed waits, in seconds.
+    """
+
+    def __init__(self, *, cap: float, budget: float) -> None:
+        self.cap = cap
+        self.left = budget
+
+    def take(self, asked: float) -> float | None:
+        """Return how long to wait for a ``Retry-After`` of ``asked`` seconds, ``None`` when spent."""
+        wait = min(asked, self.cap, self.left)
+        if wait <= 0:
+            return None
+        self.left -= wait
+        return wait
+
+
+class Limiter(Protocol):
+    """What the sync attempt runner needs from a rate limiter (ours or a shared one)."""
+
+    def acquire(self) -> None:
+        """Block until the next request may go."""
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request for ``seconds`` (the gateway asked us to slow down)."""
+
+
+class AsyncLimiter(Protocol):
+    """What the async attempt runner needs from a rate limiter (ours or a shared one)."""
+
+    async def acquire(self) -> None:
+        """Wait until the next request may go."""
+
+    async def pause(self, seconds: float) -> None:
+        """Hold every request for ``seconds`` (the gateway asked us to slow down)."""
 
 
 class _Schedule:
@@ -111,7 +161,7 @@ class AsyncRateLimiter:
             # A 429 seen while we slept pauses us too, even though our slot was reserved before.
             wait = schedule.paused_until - monotonic()
 
-    def pause(self, seconds: float) -> None:
+    async def pause(self, seconds: float) -> None:
         """Hold every request of the session for ``seconds`` (a 429's ``Retry-After``)."""
         self._schedule.pause(monotonic(), seconds)
 

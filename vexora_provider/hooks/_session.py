@@ -1,29 +1,24 @@
-"""``VexoraAsyncSession``: one async client, one rate limiter, and the bulk stream."""
+"""``VexoraAsyncSession``: one async sender, one rate limiter, one attempt driver, and the bulk stream."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import cast
 
-import httpx
-
+from vexora_provider._urls import ProxyURL
 from vexora_provider.config import VexoraConfig
-from vexora_provider.exceptions import VexoraError, VexoraInvalidTradeNoError, VexoraTransportError
-from vexora_provider.hooks import _retry
-from vexora_provider.hooks._protocol import (
-    BALANCE_PATH,
-    PAYOUT_STATUS_PATH,
-    FetchStats,
-    RetryPolicy,
-    parse_balance_answer,
-    parse_status_answer,
-    request_headers,
-    signed_json,
-    transport_error,
-    validate_trade_no,
+from vexora_provider.exceptions import (
+    Permanence,
+    VexoraError,
+    VexoraInvalidTradeNoError,
+    VexoraTransportError,
 )
+from vexora_provider.hooks import _retry
+from vexora_provider.hooks._driver import Credentials, Driver
+from vexora_provider.hooks._protocol import Answer, FetchStats, validate_trade_no
+from vexora_provider.hooks._runners import AsyncRunner
 from vexora_provider.models import Balance, PayoutQueryError, PayoutStatus
 
 __all__ = ["DEFAULT_CONCURRENCY", "VexoraAsyncSession"]
@@ -32,12 +27,12 @@ log = logging.getLogger("vexora_provider.hooks.vexora")
 
 DEFAULT_CONCURRENCY = 32
 
-T = TypeVar("T")
-
 _DONE = object()
 
 
-class _SourceFailed:
+class _Stop:
+    """Ends a stream with an exception: a broken source, or a connection that cannot work."""
+
     __slots__ = ("exc",)
 
     def __init__(self, exc: BaseException) -> None:
@@ -53,110 +48,51 @@ async def _cancel(tasks: Iterable[asyncio.Task[None]]) -> None:
 
 class VexoraAsyncSession:
     """
-    One ``httpx.AsyncClient``, one rate limiter and one set of counters; open it with
-    :meth:`VexoraHook.async_session` so the client is closed on exit.
+    One sender, one rate limiter, one attempt driver and one set of counters; open it with
+    :meth:`VexoraHook.async_session` so its connections are closed on exit.
 
     :param config: the resolved connection.
-    :param client: the session's client (owned and closed by the caller).
-    :param transport: the client's transport; requests go straight to it (see ``_send``).
+    :param send: sends a signed body to an endpoint path and returns the answer.
+    :param proxy: the proxy the sender goes through (named in transport errors), if any.
     :param concurrency: default number of requests in flight for :meth:`stream_payout_statuses`.
     :param stats: counters to update; a fresh :class:`FetchStats` when omitted.
+    :param limiter: the rate limiter shared by the session's requests; by default one honouring
+        the connection's ``requests_per_second``.
     """
 
     def __init__(
         self,
         *,
         config: VexoraConfig,
-        client: httpx.AsyncClient,
-        transport: httpx.AsyncBaseTransport,
+        send: Callable[[str, bytes], Awaitable[Answer]],
+        proxy: ProxyURL | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         stats: FetchStats | None = None,
+        limiter: _retry.AsyncLimiter | None = None,
     ) -> None:
         self.config = config
         self.stats = stats if stats is not None else FetchStats()
         self.concurrency = concurrency
-        self.client = client
-        self._transport = transport
-        self._status_url = httpx.URL(config.url(PAYOUT_STATUS_PATH))
-        self._balance_url = httpx.URL(config.url(BALANCE_PATH))
-        # Built once: httpx copies a Headers object cheaply but normalises plain pairs per request.
-        self._headers = httpx.Headers(
-            {"Host": self._status_url.netloc.decode("ascii"), **request_headers(config)}
+        self._driver = Driver(config=config, stats=self.stats, proxy=proxy)
+        self._limiter = (
+            limiter if limiter is not None else _retry.AsyncRateLimiter(config.requests_per_second)
         )
-        self._extensions = {"timeout": client.timeout.as_dict()}
-        self._limiter = _retry.AsyncRateLimiter(config.requests_per_second)
-        self._policy = RetryPolicy(
-            max_attempts=config.max_attempts, stats=self.stats, pause=self._limiter.pause
-        )
+        self._runner = AsyncRunner(self._driver, send, self._limiter)
         self._streams: set[asyncio.Task[None]] = set()
-
-    async def _call(
-        self,
-        url: httpx.URL,
-        fields: dict[str, str],
-        parse: Callable[[httpx.Response], T],
-        trade_no: str | None,
-    ) -> T:
-        stats, config = self.stats, self.config
-        stats.requested += 1
-        attempt = 0
-        while True:
-            attempt += 1
-            await self._limiter.acquire()
-            try:
-                try:
-                    # Signed afresh per try, with a fresh timestamp.
-                    response = await self._send(url, signed_json(fields, config.secret))
-                except httpx.TransportError as exc:
-                    raise transport_error(exc, config, trade_no) from exc
-                result = parse(response)
-            except VexoraError as exc:
-                try:
-                    delay = self._policy.after_failure(exc, attempt)
-                except VexoraError:
-                    stats.failed += 1
-                    raise
-                await _retry.asleep(delay)
-                continue
-            stats.succeeded += 1
-            return result
-
-    async def _send(self, url: httpx.URL, body: bytes) -> httpx.Response:
-        # Straight to the transport: AsyncClient.send adds ~80 µs of CPU per request (request
-        # merging, auth and redirect machinery, cookie extraction through urllib shims) for
-        # features we do not use -- a third of the budget at 1,000 req/s. The client still owns
-        # the transport and its lifetime.
-        headers = self._headers.copy()
-        headers["Content-Length"] = str(len(body))
-        # A ready stream plus complete headers skips httpx's per-request header defaulting.
-        request = httpx.Request(
-            "POST", url, headers=headers, stream=httpx.ByteStream(body), extensions=self._extensions
-        )
-        response = await self._transport.handle_async_request(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return response
 
     async def get_payout_status(self, trade_no: str) -> PayoutStatus:
         """Return the status of one payout; raise a typed :class:`VexoraError` after retries."""
         trade_no = validate_trade_no(trade_no)
-        config = self.config
-        return await self._call(
-            self._status_url,
-            {"tradeNo": trade_no},
-            lambda response: parse_status_answer(response, trade_no, config),
-            trade_no,
-        )
+        return await self._runner.run(self._driver.status_call(trade_no))
 
     async def get_balance(self) -> Balance:
         """Return the merchant's balance (``queryBalance``)."""
-        return await self._call(self._balance_url, {}, parse_balance_answer, None)
+        return await self._runner.run(self._driver.balance_call())
 
     async def _fetch_one(self, trade_no: object) -> PayoutStatus | PayoutQueryError:
         try:
-            return await self.get_payout_status(trade_no)  # type: ignore[arg-type]
+            # get_payout_status() without its coroutine: this runs once per trade of a bulk.
+            return await self._runner.run(self._driver.status_call(validate_trade_no(trade_no)))
         except VexoraInvalidTradeNoError as err:
             # Rejected before any request: counted as taken and failed, never dropped.
             self.stats.requested += 1
@@ -183,33 +119,66 @@ class VexoraAsyncSession:
         Every trade number yields exactly once: a :class:`PayoutStatus` or a
         :class:`PayoutQueryError`. Live tasks and buffered results stay ``O(concurrency)``: the
         input is pulled lazily and a slow consumer holds the workers back.
+
+        Until the session has had its first answer, one trade goes alone: if the credentials are
+        wrong (or the certificate untrusted, or the proxy refuses), that costs one or two requests
+        instead of one per worker. An error whose permanence is ``connection`` ends the stream by
+        raising it, since every remaining trade would fail the same way.
         """
         workers_n = max(1, concurrency or self.concurrency)
         results: asyncio.Queue[object] = asyncio.Queue(maxsize=workers_n)
+        first_answer = asyncio.Event()
+        if self._driver.credentials is Credentials.GOOD:
+            first_answer.set()
         tasks: list[asyncio.Task[None]] = []
+        inbox: asyncio.Queue[object] = asyncio.Queue(maxsize=workers_n)
+        pull: Callable[[], object] | None = None
         if isinstance(trade_nos, AsyncIterable):
-            inbox: asyncio.Queue[object] = asyncio.Queue(maxsize=workers_n)
-            tasks.append(asyncio.create_task(self._feed(trade_nos, inbox, workers_n, results)))
-            take: Callable[[], Any] = inbox.get
+            tasks.append(asyncio.create_task(self._feed(trade_nos, inbox, workers_n)))
         else:
-            iterator = iter(trade_nos)
-            take = self._sync_taker(iterator, results)
+            pull = self._sync_taker(iter(trade_nos))
 
-        async def worker() -> None:
-            # Not in a ``finally``: a cancelled worker must not block on a full queue.
-            while (trade_no := await take()) is not _DONE:
-                await results.put(await self._fetch_one(trade_no))
+        # The queue calls below take their no-wait paths when they can: the same semantics as
+        # ``await put()``/``await get()``, without a coroutine per trade (thousands a second).
+        async def worker(lead: bool) -> None:
+            if not lead:
+                await first_answer.wait()
+            while True:
+                if pull is not None:
+                    trade_no = pull()
+                else:
+                    trade_no = inbox.get_nowait() if not inbox.empty() else await inbox.get()
+                if trade_no is _DONE:
+                    break
+                if type(trade_no) is _Stop:
+                    item: object = trade_no
+                else:
+                    item = result = await self._fetch_one(trade_no)
+                    first_answer.set()
+                    if (
+                        isinstance(result, PayoutQueryError)
+                        and result.error.permanence is Permanence.CONNECTION
+                    ):
+                        item = _Stop(result.error)
+                # Not in a ``finally``: a cancelled worker must not block on a full queue.
+                if results.full():
+                    await results.put(item)
+                else:
+                    results.put_nowait(item)
+                if type(item) is _Stop:
+                    return
+            first_answer.set()
             await results.put(_DONE)
 
-        tasks.extend(asyncio.create_task(worker()) for _ in range(workers_n))
+        tasks.extend(asyncio.create_task(worker(lead=i == 0)) for i in range(workers_n))
         self._streams.update(tasks)
         try:
             running = workers_n
             while running:
-                item = await results.get()
+                item = results.get_nowait() if not results.empty() else await results.get()
                 if item is _DONE:
                     running -= 1
-                elif isinstance(item, _SourceFailed):
+                elif isinstance(item, _Stop):
                     raise item.exc
                 else:
                     yield cast("PayoutStatus | PayoutQueryError", item)
@@ -223,10 +192,11 @@ class VexoraAsyncSession:
         self._streams.clear()
 
     @staticmethod
-    def _sync_taker(iterator: Iterator[str], results: asyncio.Queue[object]) -> Callable[[], Any]:
+    def _sync_taker(iterator: Iterator[str]) -> Callable[[], object]:
+        """Return a function giving the next trade number, ``_DONE``, or ``_Stop`` if the source broke."""
         exhausted = False
 
-        async def take() -> object:
+        def take() -> object:
             nonlocal exhausted
             if exhausted:
                 return _DONE
@@ -237,22 +207,16 @@ class VexoraAsyncSession:
                 return _DONE
             except Exception as exc:
                 exhausted = True
-                await results.put(_SourceFailed(exc))
-                return _DONE
+                return _Stop(exc)
 
         return take
 
     @staticmethod
-    async def _feed(
-        source: AsyncIterable[str],
-        inbox: asyncio.Queue[object],
-        workers_n: int,
-        results: asyncio.Queue[object],
-    ) -> None:
+    async def _feed(source: AsyncIterable[str], inbox: asyncio.Queue[object], workers_n: int) -> None:
         try:
             async for trade_no in source:
                 await inbox.put(trade_no)
         except Exception as exc:
-            await results.put(_SourceFailed(exc))
+            await inbox.put(_Stop(exc))  # the worker taking it ends the stream with it
         for _ in range(workers_n):
             await inbox.put(_DONE)

@@ -1,40 +1,46 @@
 """The Vexora hook: signed payout-status and balance queries, sync, async and in bulk.
 
-The request shape, answer interpretation and retry policy live in :mod:`._protocol`, the async
-session and bulk stream in :mod:`._session`, backoff and rate limiting in :mod:`._retry`, the
-default async transport in :mod:`._transport`; this module wires them to an Airflow connection.
+The attempt driver lives in :mod:`._driver`, the request shape and the reading of answers in
+:mod:`._protocol`, the proxy and TLS settings in :mod:`._network`, the HTTP libraries in
+:mod:`._transport`, the async session and bulk stream in :mod:`._session`; this module wires them
+to an Airflow connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowException
 
 from vexora_provider.config import VexoraConfig
 from vexora_provider.exceptions import VexoraError
 from vexora_provider.hooks import _retry
+from vexora_provider.hooks._driver import Driver, RetryRule
+from vexora_provider.hooks._network import Network, network_for
 from vexora_provider.hooks._protocol import (
     BALANCE_PATH,
     MAX_TRADE_NO_LENGTH,
     PAYOUT_STATUS_PATH,
     FetchStats,
-    RetryPolicy,
-    parse_balance_answer,
-    parse_status_answer,
     request_headers,
-    signed_json,
-    timeout_for,
-    transport_error,
     validate_trade_no,
 )
+from vexora_provider.hooks._runners import SyncRunner
 from vexora_provider.hooks._session import DEFAULT_CONCURRENCY, VexoraAsyncSession
-from vexora_provider.hooks._transport import AiohttpTransport, BorrowedAsyncTransport, BorrowedTransport
+from vexora_provider.hooks._transport import (
+    AiohttpSender,
+    BorrowedAsyncTransport,
+    HttpxAsyncSender,
+    HttpxSender,
+    httpx_client,
+    httpx_timeout,
+)
 from vexora_provider.models import Balance, PayoutQueryError, PayoutStatus
 
 if TYPE_CHECKING:
@@ -53,22 +59,7 @@ __all__ = [
 
 TEST_CONNECTION_TIMEOUT = 10.0
 
-T = TypeVar("T")
-
-
-def _host_of(conn: Connection) -> str | None:
-    """Return the base URL, folding in port and schema when the connection came as a URI."""
-    host = conn.host
-    if not host:
-        return host
-    if "://" not in host:
-        host = "https://" + host
-    parts = urlsplit(host)
-    if conn.port and parts.port is None:
-        parts = parts._replace(netloc=f"{parts.netloc}:{conn.port}")
-    if conn.schema and parts.path in ("", "/"):
-        parts = parts._replace(path="/" + conn.schema.strip("/"))
-    return parts.geturl()
+log = logging.getLogger(__name__)
 
 
 class VexoraHook(BaseHook):
@@ -76,11 +67,14 @@ class VexoraHook(BaseHook):
     Query Vexora payout statuses and the merchant balance, with retries and a rate limit.
 
     The connection is resolved lazily (never in ``__init__``): :attr:`config` on the sync path,
-    :meth:`aget_config` on the async path, which uses only Airflow's async connection APIs.
+    :meth:`aget_config` on the async path, which uses only Airflow's async connection APIs. Both
+    paths take the same proxy (the ``proxy`` extra, else ``HTTPS_PROXY``/``HTTP_PROXY`` unless
+    ``NO_PROXY`` names the host) and trust the same CAs (the ``ca_bundle`` extra, else
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR``, else certifi's bundle).
 
     :param vexora_conn_id: the ``vexora`` connection to use.
     :param transport: sync httpx transport to send through instead of the network (tests).
-    :param async_transport: async httpx transport instead of the default aiohttp-backed one.
+    :param async_transport: async httpx transport instead of the default aiohttp sender.
     """
 
     conn_name_attr = "vexora_conn_id"
@@ -100,129 +94,137 @@ class VexoraHook(BaseHook):
         self.vexora_conn_id = vexora_conn_id
         self._transport = transport
         self._async_transport = async_transport
+        self._reported = False
         self.stats = FetchStats()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vexora_conn_id={self.vexora_conn_id!r})"
 
-    def _config_from(self, conn: Connection, extra: dict[str, Any]) -> VexoraConfig:
+    def _config_from(self, conn: Connection) -> VexoraConfig:
         return VexoraConfig.from_connection_fields(
-            host=_host_of(conn),
+            host=conn.host,
+            port=conn.port,
+            schema=conn.schema,
             login=conn.login,
             password=conn.password,
-            extra=extra,
+            # The raw text, not extra_dejson: malformed JSON must be an error, not ``{}``.
+            extra=conn.extra,
             conn_id=self.vexora_conn_id,
         )
 
     @cached_property
     def config(self) -> VexoraConfig:
         """The validated connection (sync path; do not touch from an event loop)."""
-        conn = self.get_connection(self.vexora_conn_id)
-        return self._config_from(conn, conn.extra_dejson)
+        from airflow.sdk.log import mask_secret
+
+        config = self._config_from(self.get_connection(self.vexora_conn_id))
+        if config.proxy is not None and config.proxy.password:
+            mask_secret(config.proxy.password)
+        return config
 
     async def aget_config(self) -> VexoraConfig:
         """Resolve the connection with the async APIs only; shares :attr:`config`'s cache slot."""
+        from airflow.sdk.log import amask_secret
+
         cached = self.__dict__.get("config")
         if cached is not None:
             return cached  # type: ignore[no-any-return]
-        conn = await self.aget_connection(self.vexora_conn_id)
-        config = self._config_from(conn, await conn.aextra_dejson())
+        config = self._config_from(await self.aget_connection(self.vexora_conn_id))
+        if config.proxy is not None and config.proxy.password:
+            await amask_secret(config.proxy.password)
         self.__dict__["config"] = config
         return config
 
+    def _network_for(self, config: VexoraConfig) -> Network:
+        network = network_for(config)
+        if not self._reported:
+            # Once per hook (so once per task): where requests go and how times are read.
+            self._reported = True
+            log.info(
+                "Vexora connection %r: %s as merchant %s, %s; %s",
+                self.vexora_conn_id,
+                config.base_url,
+                config.merchant_no,
+                network.describe(),
+                config.region_report(),
+            )
+            warning = config.region_warning()
+            if warning:
+                log.warning("Vexora connection %r: %s", self.vexora_conn_id, warning)
+            if not config.verify:
+                log.warning(
+                    "Vexora connection %r: TLS certificate verification is OFF (extra verify=false): "
+                    "anyone on the network path can read and change payout data",
+                    self.vexora_conn_id,
+                )
+        return network
+
     # sync -------------------------------------------------------------------------------------
 
-    def _new_client(self, config: VexoraConfig, timeout: httpx.Timeout) -> httpx.Client:
-        transport = BorrowedTransport(self._transport) if self._transport is not None else None
-        return httpx.Client(
-            transport=transport, timeout=timeout, headers=request_headers(config), follow_redirects=False
-        )
+    @cached_property
+    def _network(self) -> Network:
+        return self._network_for(self.config)
 
     @cached_property
     def _client(self) -> httpx.Client:
-        return self._new_client(self.config, timeout_for(self.config))
+        return httpx_client(self.config, self._network, transport=self._transport)
 
     @cached_property
     def _limiter(self) -> _retry.RateLimiter:
         return _retry.RateLimiter(self.config.requests_per_second)
 
-    def _retry_policy(self, max_attempts: int) -> RetryPolicy:
-        return RetryPolicy(max_attempts=max_attempts, stats=self.stats, pause=self._limiter.pause)
+    def _sync_driver(self, stats: FetchStats) -> Driver:
+        # An injected transport goes nowhere near a proxy: errors must not name one.
+        proxy = self._network.proxy if self._transport is None else None
+        return Driver(config=self.config, stats=stats, proxy=proxy)
 
     @cached_property
-    def _policy(self) -> RetryPolicy:
-        return self._retry_policy(self.config.max_attempts)
-
-    def _call(
-        self,
-        client: httpx.Client,
-        path: str,
-        fields: dict[str, str],
-        parse: Callable[[httpx.Response], T],
-        trade_no: str | None,
-        *,
-        policy: RetryPolicy,
-    ) -> T:
-        config, stats, limiter = self.config, self.stats, self._limiter
-        url = config.url(path)
-        stats.requested += 1
-        attempt = 0
-        while True:
-            attempt += 1
-            limiter.acquire()
-            try:
-                try:
-                    response = client.post(url, content=signed_json(fields, config.secret))
-                except httpx.TransportError as exc:
-                    raise transport_error(exc, config, trade_no) from exc
-                result = parse(response)
-            except VexoraError as exc:
-                try:
-                    delay = policy.after_failure(exc, attempt)
-                except VexoraError:
-                    stats.failed += 1
-                    raise
-                _retry.sleep(delay)
-                continue
-            stats.succeeded += 1
-            return result
+    def _runner(self) -> SyncRunner:
+        driver = self._sync_driver(self.stats)
+        return SyncRunner(driver, HttpxSender(self._client, self.config), self._limiter)
 
     def get_payout_status(self, trade_no: str) -> PayoutStatus:
         """Return the status of one payout; raise a typed :class:`VexoraError` after retries."""
         trade_no = validate_trade_no(trade_no)
-        config = self.config
-        return self._call(
-            self._client,
-            PAYOUT_STATUS_PATH,
-            {"tradeNo": trade_no},
-            lambda response: parse_status_answer(response, trade_no, config),
-            trade_no,
-            policy=self._policy,
-        )
+        runner = self._runner
+        return runner.run(runner.driver.status_call(trade_no))
 
     def get_balance(self) -> Balance:
         """Return the merchant's balance (``queryBalance``)."""
-        return self._call(self._client, BALANCE_PATH, {}, parse_balance_answer, None, policy=self._policy)
+        runner = self._runner
+        return runner.run(runner.driver.balance_call())
 
     def test_connection(self) -> tuple[bool, str]:
-        """Query the balance once (read-only, own short timeout); never raises."""
+        """Query the balance once (read-only, own short timeout) and report what was found; never raises."""
         try:
             config = self.config
-            with self._new_client(config, timeout_for(config, cap=TEST_CONNECTION_TIMEOUT)) as client:
+            network = self._network
+            client = httpx_client(
+                config, network, transport=self._transport, timeout_cap=TEST_CONNECTION_TIMEOUT
+            )
+            with client:
+                driver = self._sync_driver(FetchStats())
+                runner = SyncRunner(driver, HttpxSender(client, config), _retry.RateLimiter(None))
                 # One try: a test must answer within the UI's patience, and says what failed.
-                policy = self._retry_policy(max_attempts=1)
-                self._call(client, BALANCE_PATH, {}, parse_balance_answer, None, policy=policy)
+                runner.run(driver.balance_call(rule=RetryRule(max_attempts=1)))
         except VexoraError as err:
             return False, f"{type(err).__name__}: {err}"
+        except AirflowException as exc:  # e.g. the connection does not exist
+            return False, f"{type(exc).__name__}: {exc}"
         except Exception as exc:
-            secret = self.__dict__["config"].secret if "config" in self.__dict__ else ""
-            text = str(exc).replace(secret, "***") if secret else str(exc)
-            return False, f"{type(exc).__name__}: {text}"
-        return True, f"Connected to {config.base_url} as merchant {config.merchant_no} (queryBalance OK)"
+            # Unexpected: its text is not ours, so it is not repeated (it could hold anything).
+            return False, f"unexpected {type(exc).__name__} while querying the balance"
+        message = (
+            f"Connected to {config.base_url} as merchant {config.merchant_no} (queryBalance OK, "
+            f"{network.describe()}); {config.region_report()}"
+        )
+        warning = config.region_warning()
+        return True, f"{message}. Warning: {warning}" if warning else message
 
     def close(self) -> None:
         """Close the sync client, if one was opened."""
         client = self.__dict__.pop("_client", None)
+        self.__dict__.pop("_runner", None)
         if client is not None:
             client.close()
 
@@ -231,7 +233,7 @@ class VexoraHook(BaseHook):
     def async_session(
         self, *, concurrency: int = DEFAULT_CONCURRENCY, stats: FetchStats | None = None
     ) -> AbstractAsyncContextManager[VexoraAsyncSession]:
-        """Open one async client (closed on exit) for many calls; ``concurrency`` sizes its pool."""
+        """Open one async sender (closed on exit) for many calls; ``concurrency`` sizes its pool."""
         return self._async_session(concurrency=concurrency, stats=stats)
 
     @asynccontextmanager
@@ -239,25 +241,33 @@ class VexoraHook(BaseHook):
         self, *, concurrency: int, stats: FetchStats | None
     ) -> AsyncIterator[VexoraAsyncSession]:
         config = await self.aget_config()
+        network = self._network_for(config)
         if self._async_transport is not None:
-            transport: httpx.AsyncBaseTransport = BorrowedAsyncTransport(self._async_transport)
-        else:
-            transport = AiohttpTransport(limit=max(1, concurrency))
-        client = httpx.AsyncClient(
-            transport=transport,
-            timeout=timeout_for(config),
-            headers=request_headers(config),
-            follow_redirects=False,
-        )
-        async with client:
-            session = VexoraAsyncSession(
-                config=config, client=client, transport=transport, concurrency=concurrency, stats=stats
+            client = httpx.AsyncClient(
+                transport=BorrowedAsyncTransport(self._async_transport),
+                timeout=httpx_timeout(config),
+                headers=request_headers(config),
+                follow_redirects=False,
+                trust_env=False,
             )
+            send: HttpxAsyncSender | AiohttpSender = HttpxAsyncSender(client, config)
+            close = client.aclose
+            proxy = None
+        else:
+            send = AiohttpSender(config=config, network=network, limit=max(1, concurrency))
+            close = send.aclose
+            proxy = network.proxy
+        session = VexoraAsyncSession(
+            config=config, send=send, proxy=proxy, concurrency=concurrency, stats=stats
+        )
+        try:
+            yield session
+        finally:
+            # Workers first, or abandoned workers would fail on closed connections.
             try:
-                yield session
-            finally:
-                # Before the client closes, or abandoned workers would fail on a closed client.
                 await session.aclose()
+            finally:
+                await close()
 
     async def aget_payout_status(self, trade_no: str) -> PayoutStatus:
         """Async :meth:`get_payout_status` in a one-call session (use a session for many)."""

@@ -17,13 +17,12 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
-from vexora_provider.exceptions import VexoraError
+from vexora_provider.exceptions import VexoraAuthError, VexoraError
 from vexora_provider.hooks.vexora import VexoraHook
 from vexora_provider.models import PayoutQueryError, PayoutStatus
 from vexora_provider.policy import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     DEFAULT_SUCCESS_STATES,
-    PERMANENT_ERRORS,
     PayoutWatch,
     StatusDict,
     SuccessPolicy,
@@ -83,8 +82,10 @@ class PayoutStatusSensor(BaseSensorOperator):
 
     A payout final in a state outside ``success_states`` fails the task at once with
     ``AirflowFailException`` (no retries), naming the trade, code and message; so does a status
-    code Vexora does not document (map it in the connection's ``status_map`` extra). A poll whose
-    query fails, after the hook's own retries, only fails the task after
+    code Vexora does not document (map it in the connection's ``status_map`` extra), and an error
+    no poll can fix (a malformed trade number, a bad connection); refused credentials fail it
+    with :class:`~vexora_provider.exceptions.VexoraAuthError` (no retries either). A poll whose
+    query fails otherwise, after the hook's own retries, only fails the task after
     ``max_consecutive_failures`` failed polls in a row.
 
     :param trade_no: one trade number, or a list (templated; an ``XComArg`` works and wires the
@@ -190,7 +191,7 @@ class PayoutStatusSensor(BaseSensorOperator):
                 status = self.hook.get_payout_status(trade_no)
             except VexoraError as error:
                 results.append(PayoutQueryError(trade_no, error))
-                if isinstance(error, PERMANENT_ERRORS):
+                if error.permanence.is_permanent:
                     break  # the verdict is settled; querying the rest would only repeat it
                 continue
             if status.is_terminal:
@@ -205,6 +206,8 @@ class PayoutStatusSensor(BaseSensorOperator):
     def _conclude(self, verdict: Verdict, watch: PayoutWatch) -> PokeReturnValue:
         if verdict.outcome == "success":
             return PokeReturnValue(is_done=True, xcom_value=self._xcom(verdict.statuses))
+        if isinstance(verdict.cause, VexoraAuthError):
+            raise verdict.cause  # refused credentials: the typed error, failing without retries
         if verdict.outcome == "failed" or (verdict.outcome == "error" and not verdict.retryable):
             raise AirflowFailException(verdict.message)
         if verdict.outcome == "error":
@@ -275,6 +278,8 @@ class PayoutStatusSensor(BaseSensorOperator):
             return self._xcom(event["statuses"])
         if status == "timeout":
             raise AirflowSensorTimeout(f"Sensor has timed out: {message}")
+        if status == "error" and event.get("error_type") == "VexoraAuthError":
+            raise VexoraAuthError(message, code="8000")
         if status == "failed" or not event.get("retryable", True):
             raise AirflowFailException(message)
         raise AirflowException(message)

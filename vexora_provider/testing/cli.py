@@ -1,7 +1,8 @@
 """``vexora-simulator serve``: a local Vexora on loopback for manual runs, demos and benchmarks.
 
 Prints the URL, the merchant credentials and a ready ``AIRFLOW_CONN_...`` line, optionally writes
-the same as JSON (``--info-file``) for scripts, then serves until SIGINT/SIGTERM.
+the same as JSON (``--info-file``) for scripts, then serves until SIGINT/SIGTERM. Serving needs the
+``testing`` extra; without it the command says so and exits with status 2.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vexora_provider.testing.faults import FaultRule, parse_fault
+from vexora_provider.testing.server import SimulatorDependencyError
 from vexora_provider.testing.simulator import VexoraSimulator
 from vexora_provider.testing.state import PendingSpec
 
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--region", default="nigeria", help="region used in the printed connection (default nigeria)")
     add("--conn-id", default="vexora_default", help="connection id used in the printed AIRFLOW_CONN_ line")
     add("--callback-time-scale", type=float, default=1.0, help="compress the callback retry schedule")
+    add("--notify-url", default=None, help="loopback URL the --payouts send their callbacks to")
     add("--info-file", type=Path, help="also write URL and credentials as JSON to this file")
     add("--engine", choices=("fast", "uvicorn"), default="fast", help="HTTP server engine (default fast)")
     add("--log-level", default="warning", help="uvicorn log level (default warning)")
@@ -92,13 +95,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             regions=[r for r in args.regions.split(",") if r] or None,
             pending_polls=args.pending_polls,
             pending_seconds=args.pending_seconds,
+            notify_url=args.notify_url,
         )
         if args.payouts
         else []
     )
     try:
         server = sim.serve(args.host, args.port, log_level=args.log_level, engine=args.engine)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, SimulatorDependencyError) as exc:
+        sim.close()
         print(f"vexora-simulator: {exc}", file=sys.stderr)
         return 2
     # A signal between here and uvicorn installing its own handlers must still stop us cleanly.
@@ -131,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  seed:       {sim.seed}   payouts: {len(trade_nos)}"
         + (f" ({trade_nos[0]} … {trade_nos[-1]})" if trade_nos else ""),
         f"  admin:      {info['admin_url']}",
-        *(f"export {name}='{value}'" for name, value in env.items()),
+        # Indented JSON: readable, fits a terminal, and still pastes as one shell command.
+        *(f"export {name}='{json.dumps(json.loads(value), indent=2)}'" for name, value in env.items()),
     ]
     print("\n".join(lines), flush=True)
     try:

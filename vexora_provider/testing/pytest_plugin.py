@@ -5,15 +5,19 @@ Fixtures:
 - ``vexora_simulator``: an in-process :class:`VexoraSimulator`, fresh per test;
 - ``vexora_simulator_server``: that simulator also served on a loopback port, per test;
 - ``vexora_simulator_session``: one loopback server for the whole session (reset it yourself);
-- ``vexora_airflow_conn``: sets ``AIRFLOW_CONN_VEXORA_DEFAULT`` to the per-test server.
+- ``vexora_airflow_conn``: sets ``AIRFLOW_CONN_VEXORA_DEFAULT`` to the per-test server;
+- ``vexora_airflow_db``: runs ``airflow db migrate`` once per session, for ``dag.test()``.
 
 Configure the per-test simulator with a marker:
 ``@pytest.mark.vexora_simulator(seed=7, create_pending_polls=0)`` (keyword arguments of
-:class:`VexoraSimulator`). Nothing here imports Airflow.
+:class:`VexoraSimulator`). Loading this plugin imports neither Airflow nor the server packages.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "vexora_airflow_conn",
+    "vexora_airflow_db",
     "vexora_simulator",
     "vexora_simulator_server",
     "vexora_simulator_session",
@@ -70,3 +75,29 @@ def vexora_airflow_conn(vexora_simulator_server: SimulatorServer, monkeypatch: p
     for name, value in vexora_simulator_server.airflow_env().items():
         monkeypatch.setenv(name, value)
     return vexora_simulator_server.airflow_connection()
+
+
+@pytest.fixture(scope="session")
+def vexora_airflow_db() -> str:
+    """Create or upgrade Airflow's metadata database once per session; return ``AIRFLOW_HOME``.
+
+    ``dag.test()`` and ``airflow dags test`` need the metadata database. This runs the same
+    ``airflow db migrate`` you would run by hand (idempotent, it never drops data) in a
+    subprocess with this session's environment, so it works on whatever database that
+    environment configures: set ``AIRFLOW_HOME`` to a scratch directory in your ``conftest.py``,
+    before anything imports Airflow, to keep tests away from your own ``~/airflow``.
+    """
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip().splitlines()
+        pytest.fail(
+            f"airflow db migrate failed with exit status {result.returncode}:\n" + "\n".join(output[-30:]),
+            pytrace=False,
+        )
+    return os.environ.get("AIRFLOW_HOME", os.path.expanduser("~/airflow"))

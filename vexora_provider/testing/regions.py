@@ -1,4 +1,4 @@
-"""How each Vexora region shapes the ``data`` of a payout answer (``vexora-api.md`` section 3).
+"""How each Vexora region shapes the ``data`` of a payout answer, as Vexora documents it.
 
 The real gateway is one deployment per region and the deployments disagree on field names, on
 number vs string amounts and on whether ``successTime`` is sent. Clients must accept all of them,
@@ -43,7 +43,7 @@ def format_amount(value: Decimal, variant: RegionVariant) -> str:
     return f'"{text}"' if variant.amounts_as == "string" else text
 
 
-# Documented regions first (amount vs orderAmount/payAmount per the spec), the rest pick a shape so
+# Documented regions first (amount vs orderAmount/payAmount as Vexora documents), the rest pick a shape so
 # that every combination of field names x number/string x successTime on/off is served somewhere.
 REGION_VARIANTS: dict[str, RegionVariant] = {
     "argentina": RegionVariant("America/Argentina/Buenos_Aires", "amount", "string", 2, True),

@@ -4,29 +4,60 @@ Two engines serve the same gateway: ``"fast"`` (default, :mod:`.httpserver`, asy
 ~1.5x less server CPU per call) and ``"uvicorn"`` (the ASGI app under uvicorn). The socket is
 bound and listening before either starts, so ``port=0`` gets a free port whose number is known (and
 printed) at once. In a thread (tests, ``sim.serve()``) or in the foreground (the CLI).
+
+httptools, uvicorn and uvloop come with the ``testing`` extra and are imported only here, when a
+server is built, so workers and triggerers never need them. Without them, building a server
+raises :class:`SimulatorDependencyError` naming the extra.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import importlib
 import ipaddress
 import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import uvicorn
-
 from vexora_provider.testing.app import SimulatorApp
-from vexora_provider.testing.httpserver import FastHttpServer
 
 if TYPE_CHECKING:
+    from vexora_provider.testing.httpserver import FastHttpServer
     from vexora_provider.testing.simulator import VexoraSimulator
+    from vexora_provider.testing.uvicornserver import UvicornServer
 
-__all__ = ["SimulatorServer", "check_loopback"]
+__all__ = ["TESTING_EXTRA", "SimulatorDependencyError", "SimulatorServer", "check_loopback"]
+
+TESTING_EXTRA = "airflow-provider-vexora[testing]"
+
+
+class SimulatorDependencyError(ImportError):
+    """The simulator's HTTP server needs a package of the ``testing`` extra that is not installed.
+
+    :param package: the missing package, e.g. ``"httptools"``.
+    """
+
+    def __init__(self, package: str) -> None:
+        super().__init__(
+            f"serving the Vexora simulator needs {package}, which is not installed: "
+            f"install the 'testing' extra with  pip install '{TESTING_EXTRA}'  "
+            "(the in-process simulator, sim.transport(), works without it)",
+            name=package,
+        )
+        self.package = package
+
+
+def _load(module: str, package: str) -> ModuleType:
+    """Import one of our server modules, turning its missing third-party ``package`` into advice."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] != package:
+            raise
+        raise SimulatorDependencyError(package) from exc
 
 
 def check_loopback(host: str) -> None:
@@ -39,30 +70,6 @@ def check_loopback(host: str) -> None:
         raise ValueError(f"the simulator only binds loopback addresses, not {host!r}")
 
 
-class _Uvicorn(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: SimulatorApp) -> None:
-        super().__init__(config)
-        self.sim_app = app
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self.sim_app.release_hangs()  # hung calls must not hold up the graceful shutdown
-        await super().shutdown(sockets)
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # uvicorn re-raises the signal after shutdown, which kills the CLI with -15; exit cleanly.
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        signals = (signal.SIGINT, signal.SIGTERM)
-        original = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
-        try:
-            yield
-        finally:
-            for sig, handler in original.items():
-                signal.signal(sig, handler)
-
-
 class SimulatorServer:
     """The simulator on a real loopback socket; a context manager.
 
@@ -71,6 +78,7 @@ class SimulatorServer:
     :param port: TCP port; 0 picks a free one.
     :param log_level: uvicorn's log level.
     :param engine: ``"fast"`` (own asyncio/httptools server) or ``"uvicorn"``.
+    :raises SimulatorDependencyError: the engine's package (``testing`` extra) is not installed.
     """
 
     def __init__(
@@ -85,6 +93,12 @@ class SimulatorServer:
         if engine not in ("fast", "uvicorn"):
             raise ValueError(f"unknown engine {engine!r}; expected 'fast' or 'uvicorn'")
         check_loopback(host)
+        # Before the socket is bound: a missing package must not leave a listening port behind.
+        engine_module = (
+            _load("vexora_provider.testing.httpserver", "httptools")
+            if engine == "fast"
+            else _load("vexora_provider.testing.uvicornserver", "uvicorn")
+        )
         self.sim = sim
         self.app = SimulatorApp(sim.gateway)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -96,16 +110,12 @@ class SimulatorServer:
         self.socket.listen(2048)
         self.host = host
         self.port: int = self.socket.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            log_level=log_level,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-            backlog=2048,
-        )
-        self._server = _Uvicorn(config, self.app)
-        self._fast = FastHttpServer(sim.gateway, self.socket) if engine == "fast" else None
+        self._fast: FastHttpServer | None = None
+        self._uvicorn: UvicornServer | None = None
+        if engine == "fast":
+            self._fast = engine_module.FastHttpServer(sim.gateway, self.socket)
+        else:
+            self._uvicorn = engine_module.uvicorn_server(self.app, log_level)
         self._thread: threading.Thread | None = None
 
     @property
@@ -148,7 +158,10 @@ class SimulatorServer:
 
     @property
     def started(self) -> bool:
-        return self._fast.started if self._fast is not None else bool(self._server.started)
+        if self._fast is not None:
+            return self._fast.started
+        assert self._uvicorn is not None
+        return bool(self._uvicorn.started)
 
     def start(self, timeout: float = 10.0) -> SimulatorServer:
         """Serve from a daemon thread; return once it accepts connections."""
@@ -157,8 +170,9 @@ class SimulatorServer:
                 target=self._run_fast, args=(False,), name="vexora-simulator", daemon=True
             )
         else:
+            assert self._uvicorn is not None
             self._thread = threading.Thread(
-                target=self._server.run,
+                target=self._uvicorn.run,
                 kwargs={"sockets": [self.socket]},
                 name="vexora-simulator",
                 daemon=True,
@@ -177,13 +191,15 @@ class SimulatorServer:
             if self._fast is not None:
                 self._run_fast(True)
             else:
-                self._server.run(sockets=[self.socket])
+                assert self._uvicorn is not None
+                self._uvicorn.run(sockets=[self.socket])
         finally:
             self.socket.close()
 
     def request_stop(self) -> None:
         """Ask the server to shut down soon (signal-handler safe); also before it has started."""
-        self._server.should_exit = True
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
         if self._fast is not None:
             self._fast.request_stop()
 

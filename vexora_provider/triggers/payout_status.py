@@ -10,13 +10,12 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from vexora_provider.exceptions import VexoraError
+from vexora_provider.exceptions import VexoraAuthError, VexoraError
 from vexora_provider.hooks.vexora import VexoraHook
 from vexora_provider.models import PayoutQueryError, PayoutStatus
 from vexora_provider.policy import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     DEFAULT_SUCCESS_STATES,
-    PERMANENT_ERRORS,
     PayoutWatch,
     SuccessPolicy,
     next_poll_delay,
@@ -55,7 +54,8 @@ class PayoutStatusTrigger(BaseTrigger):
 
     Only read-only status queries run here, so a trigger restarted by the triggerer is harmless.
     It fires exactly one event: ``{"status": ..., "message": ..., "statuses": [...], "retryable": ...}``
-    with ``status`` in :data:`TRIGGER_EVENT_STATUSES` and the statuses as plain dicts in input order.
+    with ``status`` in :data:`TRIGGER_EVENT_STATUSES` and the statuses as plain dicts in input order;
+    an ``error`` caused by refused credentials also carries ``"error_type": "VexoraAuthError"``.
 
     :param trade_nos: the trade numbers to watch.
     :param vexora_conn_id: the ``vexora`` connection to query with.
@@ -163,7 +163,9 @@ class PayoutStatusTrigger(BaseTrigger):
                         verdict = watch.record_poll_error(error)
                     polls += 1
                     if verdict.done:
-                        return self._event(verdict.outcome, verdict.message, watch, verdict.retryable)
+                        return self._event(
+                            verdict.outcome, verdict.message, watch, verdict.retryable, verdict.cause
+                        )
                     if verdict.message:
                         self.log.warning("Poll %d: %s; %s", polls, verdict.message, watch.pending_summary())
                     else:
@@ -173,12 +175,25 @@ class PayoutStatusTrigger(BaseTrigger):
                         deadline = datetime.fromtimestamp(self.end_time, UTC).isoformat(timespec="seconds")
                         message = f"deadline {deadline} passed; {watch.pending_summary()}"
                         return self._event("timeout", message, watch)
-        except PERMANENT_ERRORS as error:
-            return self._event("error", str(error), watch, retryable=False)
+        except VexoraError as error:
+            if error.permanence.is_permanent:  # e.g. a bad connection, found opening the session
+                return self._event("error", str(error), watch, retryable=False, cause=error)
+            self.log.exception("Watching payouts failed")
+            return self._event("error", f"{type(error).__name__}: {error}", watch)
         except Exception as error:
             self.log.exception("Watching payouts failed")
             return self._event("error", f"{type(error).__name__}: {error}", watch)
 
     @staticmethod
-    def _event(status: str, message: str, watch: PayoutWatch, retryable: bool = True) -> dict[str, Any]:
-        return {"status": status, "message": message, "statuses": watch.statuses(), "retryable": retryable}
+    def _event(
+        status: str,
+        message: str,
+        watch: PayoutWatch,
+        retryable: bool = True,
+        cause: VexoraError | None = None,
+    ) -> dict[str, Any]:
+        event = {"status": status, "message": message, "statuses": watch.statuses(), "retryable": retryable}
+        if isinstance(cause, VexoraAuthError):
+            # The sensor raises VexoraAuthError again from this, as poke mode does.
+            event["error_type"] = "VexoraAuthError"
+        return event

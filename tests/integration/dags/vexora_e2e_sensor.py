@@ -22,7 +22,6 @@ SETTLING = ["E2E-OK-1", "E2E-OK-2"]
 FAILING = ["E2E-FAIL-1"]
 
 COMMON: dict[str, Any] = {
-    "schedule": "@once",
     "start_date": pendulum.datetime(2026, 1, 1, tz="UTC"),
     "catchup": False,
     "default_args": {"retries": 0},
@@ -43,7 +42,7 @@ def report(statuses: list[dict[str, Any]]) -> None:
         log.info("payout %s is %s (status %s)", status["trade_no"], status["state"], status["status_code"])
 
 
-with DAG(dag_id="vexora_e2e_settles", params={"trade_nos": SETTLING}, **COMMON):
+with DAG(dag_id="vexora_e2e_settles", schedule="@once", params={"trade_nos": SETTLING}, **COMMON):
     wait = PayoutStatusSensor(
         task_id="wait_for_payouts",
         trade_no="{{ params.trade_nos }}",
@@ -54,7 +53,7 @@ with DAG(dag_id="vexora_e2e_settles", params={"trade_nos": SETTLING}, **COMMON):
     leak_probe() >> wait
     report(wait.output)
 
-with DAG(dag_id="vexora_e2e_fails", params={"trade_nos": FAILING}, **COMMON):
+with DAG(dag_id="vexora_e2e_fails", schedule="@once", params={"trade_nos": FAILING}, **COMMON):
     PayoutStatusSensor(
         task_id="wait_for_payouts",
         trade_no="{{ params.trade_nos }}",

@@ -3,9 +3,10 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from vexora_provider.exceptions import (
+    Permanence,
     VexoraAPIError,
     VexoraAuthError,
     VexoraConfigError,
@@ -51,6 +52,40 @@ class TestVexoraError:
     def test_message_names_trade(self) -> None:
         assert str(VexoraError("boom", trade_no="T1")) == "trade 'T1': boom"
 
+    @pytest.mark.parametrize(
+        ("error", "permanence"),
+        [
+            (VexoraError("x"), Permanence.CALL),
+            (VexoraConfigError("x"), Permanence.CONNECTION),
+            (VexoraAuthError("x", code="8000"), Permanence.CONNECTION),
+            (VexoraInvalidTradeNoError("x"), Permanence.TRADE),
+            (VexoraHTTPError(http_status=404), Permanence.CALL),
+            (VexoraHTTPError(http_status=503, transient=True), Permanence.TRANSIENT),
+            (VexoraTransportError("x", permanence=Permanence.CONNECTION), Permanence.CONNECTION),
+        ],
+    )
+    def test_permanence_is_decided_on_the_error(self, error: VexoraError, permanence: Permanence) -> None:
+        assert error.permanence is permanence
+        assert error.transient is (permanence is Permanence.TRANSIENT)
+        assert error.permanence.is_permanent is (permanence in (Permanence.TRADE, Permanence.CONNECTION))
+
+    def test_contradicting_facts_are_refused(self) -> None:
+        with pytest.raises(ValueError, match="contradicts"):
+            VexoraError("x", transient=True, permanence=Permanence.CALL)
+
+    @pytest.mark.parametrize(
+        ("error", "brief"),
+        [
+            (VexoraHTTPError(http_status=503), "HTTP 503"),
+            (VexoraAPIError(code="5000", msg="x"), "code 5000"),
+            (VexoraTransportError("read timeout after 10s"), "read timeout after 10s"),
+            (VexoraResponseFormatError("x"), "malformed response"),
+            (VexoraConfigError("x"), "VexoraConfigError"),
+        ],
+    )
+    def test_brief_names_the_cause(self, error: VexoraError, brief: str) -> None:
+        assert error.brief == brief
+
 
 class TestVexoraAPIError:
     def test_fields_and_message(self) -> None:
@@ -93,6 +128,9 @@ class TestVexoraResponseFormatError:
 class TestVexoraAuthError:
     def test_code(self) -> None:
         assert EXAMPLES[2].code == "8000"  # type: ignore[attr-defined]
+
+    def test_fails_a_task_without_retries(self) -> None:
+        assert isinstance(EXAMPLES[2], AirflowFailException)
 
 
 class TestVexoraInvalidTradeNoError:

@@ -24,7 +24,7 @@ from vexora_provider.models import (
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 
-# Every regional shape of ``data`` (vexora-api.md section 3), as JSON text so numbers arrive
+# Every regional shape of ``data`` Vexora documents, as JSON text so numbers arrive
 # exactly as the gateway writes them.
 REGIONAL_BODIES: dict[str, str] = {
     "argentina": '{"tradeNo":"T1","platFormTradeNo":"P1","status":"0000","message":"ok",'

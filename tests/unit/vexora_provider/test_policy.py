@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from vexora_provider.exceptions import (
+    Permanence,
     VexoraAPIError,
     VexoraAuthError,
     VexoraConfigError,
@@ -157,6 +158,7 @@ class TestPayoutWatch:
             VexoraConfigError("no host"),
             VexoraAuthError("refused", code="8000"),
             VexoraInvalidTradeNoError("too long", trade_no="A" * 40),
+            VexoraTransportError("TLS certificate not trusted", permanence=Permanence.CONNECTION),
         ],
     )
     def test_permanent_errors_end_the_watch_at_once(self, error: VexoraConfigError) -> None:
@@ -164,7 +166,19 @@ class TestPayoutWatch:
 
         verdict = w.record([PayoutQueryError("A", error)])
 
-        assert (verdict.outcome, verdict.retryable) == ("error", False)
+        assert (verdict.outcome, verdict.retryable, verdict.cause) == ("error", False, error)
+
+    @pytest.mark.parametrize(
+        "error",
+        [VexoraHTTPError(http_status=404), VexoraAPIError(code="7777", msg="odd")],
+        ids=["http-404", "undocumented-code"],
+    )
+    def test_call_permanence_counts_as_a_failed_poll(self, error: VexoraHTTPError) -> None:
+        # Not worth an immediate retry, but a later poll may get another answer.
+        assert error.permanence is Permanence.CALL
+        w = watch("A", max_failures=2)
+        assert w.record([PayoutQueryError("A", error)]).outcome == "waiting"
+        assert w.record([PayoutQueryError("A", error)]).outcome == "error"
 
     @pytest.mark.parametrize(
         "error", [VexoraTransportError("read timeout after 10s"), VexoraAPIError(code="5000", msg="busy")]

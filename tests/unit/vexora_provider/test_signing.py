@@ -8,7 +8,7 @@ from vexora_provider.signing import SIGN_FIELD, canonical_string, sign, signed_b
 
 SECRET = "dbecac55466b4958a2d06069fcf49e18"
 
-# vexora-api.md section 2, computed from the rule.
+# Vexora's documented signature examples, computed from the rule.
 VECTORS = [
     ({"tradeNo": "test_00000002", "timestamp": "1728613320708"}, "bf0e0b049174b1fbc55e851ba47ad860"),
     ({"timestamp": "1724151084278"}, "968075cd818792c843a132c7473b5918"),

@@ -32,15 +32,31 @@ class TestParseRetryAfter:
             ("", None),
             ("soon", None),
             ("nan", None),
-            ("0", 0.0),
+            ("inf", None),
+            ("0", None),  # nothing to wait: the normal backoff applies, not an immediate retry
+            ("-4", None),
             ("2.5", 2.5),
-            ("86400", _retry.RETRY_AFTER_CAP),
-            ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # in the past: go now
+            ("86400", 86400.0),  # capped by the session's RetryAfterBudget, not here
+            ("Wed, 21 Oct 2015 07:28:00 GMT", None),  # in the past: normal backoff
             ("Wed, 21 Oct 2015 07:28:00", None),  # no zone: refuse to guess
         ],
     )
     def test_values(self, value: str | None, expected: float | None) -> None:
         assert _retry.parse_retry_after(value) == expected
+
+
+class TestRetryAfterBudget:
+    def test_each_wait_capped_and_all_bounded(self) -> None:
+        budget = _retry.RetryAfterBudget(cap=30, budget=70)
+        assert budget.take(5) == 5
+        assert budget.take(3600) == 30
+        assert budget.take(60) == 30
+        assert budget.take(60) == 5  # what is left
+        assert budget.take(1) is None
+        assert budget.take(60) is None
+
+    def test_zero_cap_never_obeys(self) -> None:
+        assert _retry.RetryAfterBudget(cap=0, budget=120).take(5) is None
 
 
 class TestAsyncRateLimiter:
@@ -66,7 +82,7 @@ class TestAsyncRateLimiter:
         await limiter.acquire()
         waiter = asyncio.create_task(limiter.acquire())  # reserves the slot at +0.1 s
         await asyncio.sleep(0)
-        limiter.pause(5)
+        await limiter.pause(5)
         await waiter
         assert clock.now >= 1005.0
 

@@ -21,7 +21,7 @@ from vexora_hook_support import (
 )
 
 from vexora_provider.exceptions import VexoraError, VexoraInvalidTradeNoError
-from vexora_provider.hooks._transport import AiohttpTransport
+from vexora_provider.hooks._transport import AiohttpSender, HttpxAsyncSender
 from vexora_provider.hooks.vexora import FetchStats, VexoraAsyncSession, VexoraHook
 from vexora_provider.models import PayoutQueryError, PayoutState, PayoutStatus
 
@@ -120,9 +120,11 @@ class TestVexoraAsyncSession:
             return ok_status(trade_no)
 
         hook = VexoraHook(async_transport=httpx.MockTransport(slow_first))
+        # "A" goes alone (the session's first answer), then the rest in parallel.
         order = [
-            r.trade_no async for r in hook.astream_payout_statuses(["SLOW", "A", "B", "C"], concurrency=4)
+            r.trade_no async for r in hook.astream_payout_statuses(["A", "SLOW", "B", "C"], concurrency=4)
         ]
+        assert order[0] == "A"
         assert order[-1] == "SLOW"
 
     @pytest.mark.anyio
@@ -204,7 +206,9 @@ class TestVexoraAsyncSession:
             await session.get_payout_status("T1")
             await session.get_payout_status("T2")
             await session.get_balance()
-            client = session.client
+            sender = session._runner._send
+            assert isinstance(sender, HttpxAsyncSender)
+            client = sender.client
         assert created.call_count == 1
         assert client.is_closed
         # The injected transport is borrowed, not closed: the hook can open another session.
@@ -214,4 +218,4 @@ class TestVexoraAsyncSession:
     @pytest.mark.anyio
     async def test_default_transport_is_aiohttp(self, conn_env: Any) -> None:
         async with VexoraHook().async_session(concurrency=3) as session:
-            assert isinstance(session._transport, AiohttpTransport)
+            assert isinstance(session._runner._send, AiohttpSender)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import format_datetime
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from vexora_hook_support import (
     BAD_TRADE_NOS,
+    BASE_URL,
     MERCHANT,
     SECRET,
     TRANSIENT_REPLIES,
@@ -22,7 +24,9 @@ from vexora_hook_support import (
     ok_status,
 )
 
+from tests.unit.vexora_provider.test_config import BAD_CONNECTIONS
 from vexora_provider.exceptions import (
+    Permanence,
     VexoraAPIError,
     VexoraAuthError,
     VexoraConfigError,
@@ -33,6 +37,7 @@ from vexora_provider.exceptions import (
     VexoraTransportError,
 )
 from vexora_provider.hooks import _protocol, _retry
+from vexora_provider.hooks._driver import RetryRule
 from vexora_provider.hooks.vexora import VexoraHook
 from vexora_provider.models import PayoutState, PayoutStatus
 from vexora_provider.signing import verify
@@ -63,7 +68,7 @@ PERMANENT_REPLIES: dict[str, tuple[Any, type[VexoraError]]] = {
     "bad-success-time": (lambda: ok_status("T1", successTime="yesterday"), VexoraResponseFormatError),
 }
 
-# The regional shapes of ``data`` from vexora-api.md section 3.
+# The regional shapes of ``data`` Vexora documents.
 REGIONAL_DATA: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "argentina-amount-string": (
         {
@@ -150,7 +155,7 @@ class TestVexoraHook:
         assert set(body) == {"tradeNo", "timestamp", "sign"}
         assert all(isinstance(v, str) for v in body.values())
         assert verify(body, SECRET, body["sign"])
-        # No extra ever becomes a header (the HttpHook pitfall).
+        # No extra ever becomes a header (as HttpHook does with its extras).
         for key in ("read_timeout", "max_attempts", "requests_per_second", "timezone"):
             assert key not in {k.lower() for k in request.headers}
         assert_no_secret(*request.headers.values())
@@ -288,8 +293,7 @@ class TestVexoraHook:
         [
             ("7", 7.0),
             ("1.5", 1.5),
-            ("3600", _retry.RETRY_AFTER_CAP),
-            ("-4", 0.0),
+            ("3600", 30.0),  # the default retry_after_cap
         ],
     )
     def test_retry_after_seconds(
@@ -430,3 +434,201 @@ class TestTestConnection:
         timeout = spy.call_args.kwargs["timeout"]
         assert timeout.read <= 10
         assert timeout.connect <= 10
+
+
+def bad_connection(fields: dict[str, object]) -> str:
+    conn: dict[str, object] = {"conn_type": "vexora", "host": BASE_URL, "login": MERCHANT, "password": SECRET}
+    conn.update(fields)
+    return json.dumps(conn)
+
+
+class TestBadConnections:
+    @pytest.mark.anyio
+    @pytest.mark.parametrize("case", list(BAD_CONNECTIONS))
+    async def test_refused_before_any_request_on_every_path(
+        self, monkeypatch: pytest.MonkeyPatch, gateway: ScriptedGateway, case: str
+    ) -> None:
+        fields, named = BAD_CONNECTIONS[case]
+        monkeypatch.setenv("AIRFLOW_CONN_VEXORA_BAD", bad_connection(fields))
+
+        with pytest.raises(VexoraConfigError, match=re.escape(named)):
+            hook_with(gateway, "vexora_bad").get_payout_status("T1")
+        with pytest.raises(VexoraConfigError, match=re.escape(named)):
+            await hook_with(gateway, "vexora_bad").aget_payout_status("T1")
+        ok, message = hook_with(gateway, "vexora_bad").test_connection()
+
+        assert not ok
+        assert message.startswith("VexoraConfigError: ")
+        assert named in message
+        assert gateway.requests == []
+        assert_no_secret(message)
+
+
+class TestRetries:
+    @pytest.mark.parametrize(
+        ("reply", "named"),
+        [
+            (lambda: httpx.Response(503), "failed (HTTP 503)"),
+            (lambda: httpx.Response(429), "failed (HTTP 429)"),
+            (lambda: envelope("5000", "system exception"), "failed (code 5000)"),
+            (lambda: httpx.ReadTimeout("timed out"), "failed (read timeout after 10s from sandbox-api"),
+            (lambda: httpx.Response(200, text="<html>"), "failed (malformed response)"),
+        ],
+    )
+    def test_log_line_names_the_cause(
+        self,
+        hook: VexoraHook,
+        gateway: ScriptedGateway,
+        caplog: pytest.LogCaptureFixture,
+        reply: Any,
+        named: str,
+    ) -> None:
+        caplog.set_level(logging.INFO, logger="vexora_provider.hooks.vexora")
+        gateway.script["T1"] = [reply()]
+        hook.get_payout_status("T1")
+        assert f"Vexora T1 {named}" in caplog.text
+        assert "retry 1 of 3" in caplog.text
+
+    @pytest.mark.parametrize("header", ["-4", "0", "soon", "Wed, 21 Oct 2015 07:28:00 GMT", "nan"])
+    def test_unusable_retry_after_means_normal_backoff(
+        self, hook: VexoraHook, gateway: ScriptedGateway, clock: FakeClock, header: str
+    ) -> None:
+        gateway.script["T1"] = [httpx.Response(503, headers={"Retry-After": header})]
+        hook.get_payout_status("T1")
+        (waited,) = clock.sleeps
+        assert 0 <= waited <= _retry.BACKOFF_BASE  # jittered backoff, never "retry at once" by rule
+
+    def test_retry_after_has_a_session_budget(
+        self,
+        conn_env: Any,
+        gateway: ScriptedGateway,
+        clock: FakeClock,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        conn_env(extra={"retry_after_cap": 20, "retry_after_budget": 50})
+        hook = hook_with(gateway)
+        asks_an_hour = httpx.Response(429, headers={"Retry-After": "3600"})
+        for i in range(6):
+            gateway.script[f"T{i}"] = [asks_an_hour]
+            hook.get_payout_status(f"T{i}")
+        # Capped at 20 s each, 50 s in all, then the normal backoff (at most 0.5 s for a 1st retry).
+        obeyed = [s for s in clock.sleeps if s > _retry.BACKOFF_BASE]
+        assert obeyed == [pytest.approx(20), pytest.approx(20), pytest.approx(10)]
+        assert clock.now - 1000.0 <= 50 + 3 * _retry.BACKOFF_BASE
+        assert caplog.text.count("budget of 50s") == 1
+
+    def test_custom_retry_rule_per_call(self, hook: VexoraHook, gateway: ScriptedGateway) -> None:
+        # What a call that must never be repeated blindly does: its own rule, same driver.
+        gateway.balance = [httpx.Response(503)] * 3
+        runner = hook._runner
+        with pytest.raises(VexoraHTTPError) as raised:
+            runner.run(runner.driver.balance_call(rule=RetryRule(max_attempts=4, retry_on=lambda e: False)))
+        assert raised.value.attempts == 1
+        assert len(gateway.requests) == 1
+
+
+def refusing(gateway: ScriptedGateway, *trade_nos: str) -> None:
+    for trade_no in trade_nos:
+        gateway.script[trade_no] = [envelope("8000", "sign error")] * 10
+    gateway.balance = [envelope("8000", "sign error")] * 10
+
+
+class TestCredentials:
+    def test_wrong_secret_fails_fast_and_says_so(
+        self, hook: VexoraHook, gateway: ScriptedGateway, clock: FakeClock
+    ) -> None:
+        refusing(gateway, "T1", "T2")
+        with pytest.raises(VexoraAuthError) as raised:
+            hook.get_payout_status("T1")
+        paths = [r.url.path.rsplit("/", 1)[1] for r in gateway.requests]
+        assert paths == ["queryPayOutResult", "queryBalance"]
+        assert clock.sleeps == []
+        error = raised.value
+        assert (error.trade_no, error.code, error.msg, error.attempts) == ("T1", "8000", "sign error", 1)
+        assert error.permanence is Permanence.CONNECTION
+        assert "check the merchant number (login) and the app secret (password)" in str(error)
+        with pytest.raises(VexoraAuthError) as again:
+            hook.get_payout_status("T2")
+        assert again.value.attempts == 0
+        assert len(gateway.requests) == 2  # known: no request at all
+        assert hook.stats.failed == 2
+
+    @pytest.mark.anyio
+    async def test_stream_stops_after_two_requests(self, hook: VexoraHook, gateway: ScriptedGateway) -> None:
+        trades = [f"T{i}" for i in range(100)]
+        refusing(gateway, *trades)
+        with pytest.raises(VexoraAuthError):
+            async for _ in hook.astream_payout_statuses(trades, concurrency=16):
+                pass
+        assert len(gateway.requests) == 2
+
+    def test_order_not_exist_keeps_retrying_and_checks_once(
+        self, hook: VexoraHook, gateway: ScriptedGateway
+    ) -> None:
+        gateway.script["GONE"] = [envelope("8000", "order not exist")] * 10
+        gateway.script["GONE2"] = [envelope("8000", "order not exist")] * 10
+        for trade_no in ("GONE", "GONE2"):
+            with pytest.raises(VexoraAPIError) as raised:
+                hook.get_payout_status(trade_no)
+            assert (raised.value.code, raised.value.attempts) == ("8000", 4)
+        balance_checks = [r for r in gateway.requests if r.url.path.endswith("/queryBalance")]
+        assert len(balance_checks) == 1
+        assert hook.stats.requested == 2  # the check is the driver's own, not a user call
+
+    def test_an_answered_query_proves_the_credentials(
+        self, hook: VexoraHook, gateway: ScriptedGateway
+    ) -> None:
+        gateway.script["GONE"] = [envelope("8000", "order not exist")] * 10
+        hook.get_payout_status("T1")
+        with pytest.raises(VexoraAPIError):
+            hook.get_payout_status("GONE")
+        assert not [r for r in gateway.requests if r.url.path.endswith("/queryBalance")]
+
+    def test_inconclusive_check_is_not_repeated(self, hook: VexoraHook, gateway: ScriptedGateway) -> None:
+        gateway.script["GONE"] = [envelope("8000", "order not exist")] * 10
+        gateway.balance = [httpx.Response(503)] * 10
+        with pytest.raises(VexoraAPIError):
+            hook.get_payout_status("GONE")
+        balance_checks = [r for r in gateway.requests if r.url.path.endswith("/queryBalance")]
+        assert len(balance_checks) == 4  # one check, with its own retries; then never again
+        assert gateway.calls_for("GONE") == 4
+
+
+class TestRegionReport:
+    @pytest.mark.parametrize(
+        "host",
+        ["http://127.0.0.1:37399", "https://sandbox-api.vexora.com/nigera"],
+        ids=["no-path", "misspelt"],
+    )
+    def test_connection_test_succeeds_with_a_warning(
+        self, conn_env: Any, gateway: ScriptedGateway, host: str
+    ) -> None:
+        conn_env(host=host)
+        ok, message = hook_with(gateway).test_connection()
+        assert ok
+        assert "queryBalance OK" in message
+        assert "Warning:" in message
+        assert "success_time will be empty" in message
+        assert "extra timezone" in message
+
+    def test_connection_test_reports_region_and_timezone(self, hook: VexoraHook) -> None:
+        ok, message = hook.test_connection()
+        assert ok
+        assert "region nigeria; successTime read as Africa/Lagos local time (from the region)" in message
+        assert "direct" in message
+        assert "Warning" not in message
+
+    @pytest.mark.anyio
+    async def test_first_use_logs_once_per_hook(
+        self, conn_env: Any, gateway: ScriptedGateway, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        conn_env(host="https://sandbox-api.vexora.com/nigera")
+        caplog.set_level(logging.INFO, logger="vexora_provider.hooks.vexora")
+        hook = hook_with(gateway)
+        hook.get_payout_status("T1")
+        hook.get_payout_status("T2")
+        await hook.aget_payout_status("T3")
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert "did you mean 'nigeria'?" in warnings[0].getMessage()
+        assert caplog.text.count("no documented region in the base URL") == 1

@@ -29,6 +29,7 @@ from airflow.triggers.base import TriggerEvent
 
 from vexora_provider.exceptions import (
     VexoraAPIError,
+    VexoraAuthError,
     VexoraConfigError,
     VexoraError,
     VexoraHTTPError,
@@ -447,6 +448,18 @@ class TestPayoutStatusSensor:
         kind, message = both_modes({"T1": [error, SUCCESS]}, monkeypatch, trade_no="T1")
         assert kind is AirflowFailException
         assert message == str(error)
+
+    def test_refused_credentials_fail_with_the_auth_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        refused = VexoraAuthError(
+            "the gateway refused this connection's credentials: check the merchant number (login) "
+            "and the app secret (password)",
+            code="8000",
+            trade_no="T1",
+        )
+        # Pending first, so deferrable mode learns it in the trigger, poke mode in its second poke.
+        kind, message = both_modes({"T1": [PENDING, refused]}, monkeypatch, trade_no="T1")
+        assert kind is VexoraAuthError
+        assert message == str(refused)
 
     def test_timeout_raises_sensor_timeout(self, monkeypatch: pytest.MonkeyPatch) -> None:
         assert (

@@ -19,7 +19,7 @@ QUERY = "/v1/vexora/queryPayOutResult"
 
 
 def independent_sign(body: dict[str, Any], secret: str) -> str:
-    """The spec's rule written again from vexora-api.md section 2, not from vexora_provider.signing."""
+    """Vexora's documented signature rule written again here, not taken from vexora_provider.signing."""
     kept = sorted((key, value) for key, value in body.items() if key != "sign" and value not in (None, ""))
     text = "".join(f"{key}={value}" for key, value in kept) + secret
     return hashlib.md5(text.encode("utf-8")).hexdigest()
