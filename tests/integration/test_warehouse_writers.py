@@ -53,6 +53,13 @@ def writer(
     warehouse.drop(table)
 
 
+def fresh(warehouse: Warehouse, prefix: str) -> tuple[str, TableName, WarehouseWriter]:
+    """A new table name on ``warehouse`` and a writer for it (the tables are not created)."""
+    table = unique_table(prefix)
+    name = TableName.parse(table)
+    return table, name, writer_for(db_hook(warehouse.conn_id), name)
+
+
 def put(writer: WarehouseWriter, *rows: Any, errors: tuple[Any, ...] = ()) -> BatchOutcome:
     return writer.write_batch(
         [writer.adapt_status(r) for r in rows], [writer.adapt_error(e) for e in errors], batch=1
@@ -143,9 +150,7 @@ class TestErrorRows:
 
 class TestIsolation:
     def test_a_row_the_database_refuses_costs_only_that_row(self, warehouse: Warehouse) -> None:
-        table = unique_table("chk")
-        name = TableName.parse(table)
-        writer = writer_for(db_hook(warehouse.conn_id), name)
+        table, _, writer = fresh(warehouse, "chk")
         q = writer.quote
         status_ddl, errors_ddl = writer.ddl()
         # A rule of the user's own table that no check of ours knows about.
@@ -187,9 +192,7 @@ LEGACY = {
 
 class TestLegacyTables:
     def test_widened_without_losing_rows(self, warehouse: Warehouse) -> None:
-        table = unique_table("old")
-        name = TableName.parse(table)
-        writer = writer_for(db_hook(warehouse.conn_id), name)
+        table, name, writer = fresh(warehouse, "old")
         q = warehouse.quote
         for statement in create_table_statements(
             name.quoted(q), name.errors.quoted(q), q, LEGACY[warehouse.dialect]

@@ -11,7 +11,6 @@ import contextlib
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow.sdk.exceptions import AirflowException
@@ -19,7 +18,12 @@ from airflow.sdk.exceptions import AirflowException
 from vexora_provider.warehouse.failures import CONFLICT_ATTEMPTS, Failure, backoff, classify
 from vexora_provider.warehouse.names import TableName
 from vexora_provider.warehouse.rows import ERROR_COLUMNS, STATUS_COLUMNS, ErrorRow, StatusRow
-from vexora_provider.warehouse.schema import AMOUNT_COLUMNS, ColumnTypes, create_table_statements
+from vexora_provider.warehouse.schema import (
+    AMOUNT_COLUMNS,
+    LEGACY_AMOUNT,
+    ColumnTypes,
+    create_table_statements,
+)
 from vexora_provider.warehouse.sql import Key, by_merchant, chunks, quote_columns
 from vexora_provider.warehouse.values import (
     AmountColumn,
@@ -27,6 +31,7 @@ from vexora_provider.warehouse.values import (
     amount_column_for,
     check_text,
     decimal_column,
+    naive_utc,
 )
 
 if TYPE_CHECKING:
@@ -39,8 +44,6 @@ __all__ = [
     "WriterBase",
     "describe",
     "dialect_name",
-    "instant",
-    "naive_utc",
 ]
 
 # A quoted run in a driver message: '…' (MySQL, SQLite), "…" (PostgreSQL) or `…`.
@@ -91,15 +94,6 @@ def dialect_name(hook: DbApiHook) -> str:
         return str(hook.dialect_name)
     except Exception:  # some hooks derive it from a SQLAlchemy URL they cannot build
         return str(getattr(hook, "conn_type", "") or "generic")
-
-
-def instant(value: Any) -> datetime:
-    """A stored or converted time (aware, naive UTC or ISO text) as an aware UTC datetime."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC) if isinstance(value, datetime) else value
 
 
 class WriterBase:
@@ -283,8 +277,24 @@ class WriterBase:
         """Serialise table creation between writers (default: the database's own locking)."""
         yield
 
+    #: ``information_schema`` type of the amount columns earlier versions created (``None``: none).
+    legacy_amount_type: ClassVar[str | None] = None
+
     def _migrate(self, cur: Any) -> None:
-        """Widen the amount columns of a table an earlier version created (default: nothing)."""
+        """Widen the amount columns of a table an earlier version created, keeping every row."""
+        if self.legacy_amount_type is None:
+            return
+        legacy = [
+            column
+            for column, (kind, precision, scale) in self._amount_types(cur).items()
+            if kind == self.legacy_amount_type and (precision, scale) == LEGACY_AMOUNT
+        ]
+        if legacy:
+            cur.execute(f"ALTER TABLE {self.status_sql} " + ", ".join(self._widen(c) for c in legacy))
+
+    def _widen(self, column: str) -> str:
+        """The ``ALTER TABLE`` clause giving ``column`` this dialect's amount type."""
+        raise NotImplementedError
 
     def _current_schema_sql(self) -> str | None:
         """SQL for the connection's default schema, or ``None`` when unknown."""
@@ -363,11 +373,6 @@ class WriterBase:
             return values
 
         return self._run("running trade_nos_sql", work)
-
-
-def naive_utc(value: datetime | None) -> datetime | None:
-    """Return ``value`` in UTC without tzinfo (for ``TIMESTAMP``/``DATETIME`` columns)."""
-    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
 
 
 class NaiveUtcTimes:

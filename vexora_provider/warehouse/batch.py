@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from vexora_provider.warehouse.base import WarehouseDataError, WarehouseError, WriterBase, instant
+from vexora_provider.warehouse.base import WarehouseDataError, WarehouseError, WriterBase
 from vexora_provider.warehouse.rows import (
     ErrorRow,
     Reversal,
@@ -38,6 +38,7 @@ from vexora_provider.warehouse.rows import (
     winning_statuses,
 )
 from vexora_provider.warehouse.sql import FINAL_LIST, Key, superseded_error_sql
+from vexora_provider.warehouse.values import instant
 
 __all__ = ["BatchOutcome", "WarehouseWriter"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from vexora_provider.warehouse.base import NaiveUtcTimes, dialect_name, instant
+from vexora_provider.warehouse.base import NaiveUtcTimes, dialect_name
 from vexora_provider.warehouse.batch import WarehouseWriter
 from vexora_provider.warehouse.rows import (
     ERROR_COLUMNS,
@@ -17,6 +17,7 @@ from vexora_provider.warehouse.rows import (
     supersedes,
 )
 from vexora_provider.warehouse.sql import Key
+from vexora_provider.warehouse.values import instant
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook

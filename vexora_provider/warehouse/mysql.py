@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from vexora_provider.warehouse.base import NaiveUtcTimes, instant, naive_utc
+from vexora_provider.warehouse.base import NaiveUtcTimes
 from vexora_provider.warehouse.batch import WarehouseWriter
 from vexora_provider.warehouse.rows import (
     ERROR_COLUMNS,
@@ -20,9 +20,9 @@ from vexora_provider.warehouse.rows import (
     StatusRow,
     supersedes,
 )
-from vexora_provider.warehouse.schema import LEGACY_AMOUNT, ColumnTypes
+from vexora_provider.warehouse.schema import ColumnTypes
 from vexora_provider.warehouse.sql import Key, final_flag, superseded_error_sql, supersedes_sql, update_set
-from vexora_provider.warehouse.values import check_time, decimal_column, plain_decimal
+from vexora_provider.warehouse.values import check_time, decimal_column, instant, naive_utc, plain_decimal
 
 __all__ = ["MySqlWriter"]
 
@@ -64,6 +64,7 @@ class MySqlWriter(NaiveUtcTimes, WarehouseWriter):
     amount_column = decimal_column(*_AMOUNT_TYPE)
     unconstrained_numeric = decimal_column(10, 0)  # what a bare DECIMAL means in MySQL
     key_max_chars = 255
+    legacy_amount_type = "decimal"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -116,15 +117,8 @@ class MySqlWriter(NaiveUtcTimes, WarehouseWriter):
             cur.execute("SELECT RELEASE_LOCK(%s)", (name,))
             cur.fetchall()
 
-    def _migrate(self, cur: Any) -> None:
-        legacy = [
-            c
-            for c, (kind, p, s) in self._amount_types(cur).items()
-            if kind == "decimal" and (p, s) == LEGACY_AMOUNT
-        ]
-        if legacy:
-            changes = ", ".join(f"MODIFY {self._col(c)} {self.types.numeric}" for c in legacy)
-            cur.execute(f"ALTER TABLE {self.status_sql} {changes}")
+    def _widen(self, column: str) -> str:
+        return f"MODIFY {self._col(column)} {self.types.numeric}"
 
     def _convert_status(self, row: StatusRow) -> StatusRow:
         success_time = naive_utc(row.success_time)

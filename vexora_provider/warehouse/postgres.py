@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from vexora_provider.warehouse.batch import WarehouseWriter
 from vexora_provider.warehouse.rows import ERROR_COLUMNS, STATUS_COLUMNS, ErrorRow, Reversal, StatusRow
-from vexora_provider.warehouse.schema import LEGACY_AMOUNT, ColumnTypes
+from vexora_provider.warehouse.schema import ColumnTypes
 from vexora_provider.warehouse.sql import Key, final_flag, superseded_error_sql, supersedes_sql, update_set
 from vexora_provider.warehouse.values import POSTGRES_NUMERIC
 
@@ -78,6 +78,7 @@ class PostgresWriter(WarehouseWriter):
     amount_column = POSTGRES_NUMERIC
     unconstrained_numeric = POSTGRES_NUMERIC
     nul_refused_by = "PostgreSQL"
+    legacy_amount_type = "numeric"
     stage = "_vexora_stage"
 
     def __init__(self, hook: DbApiHook, table: TableName) -> None:
@@ -98,16 +99,9 @@ class PostgresWriter(WarehouseWriter):
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"vexora_provider:{self.table}",))
         yield
 
-    def _migrate(self, cur: Any) -> None:
-        legacy = [
-            c
-            for c, (kind, p, s) in self._amount_types(cur).items()
-            if kind == "numeric" and (p, s) == LEGACY_AMOUNT
-        ]
-        if legacy:
-            # numeric(20,4) -> numeric only drops the type modifier: no table rewrite, values kept.
-            changes = ", ".join(f"ALTER COLUMN {self._col(c)} TYPE NUMERIC" for c in legacy)
-            cur.execute(f"ALTER TABLE {self.status_sql} {changes}")
+    def _widen(self, column: str) -> str:
+        # numeric(20,4) -> numeric only drops the type modifier: no table rewrite, values kept.
+        return f"ALTER COLUMN {self._col(column)} TYPE NUMERIC"
 
     def _prepare(self, conn: Any) -> None:
         super()._prepare(conn)

@@ -9,8 +9,9 @@ rest of the batch commits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 __all__ = [
     "EXACT_TEXT",
@@ -23,6 +24,8 @@ __all__ = [
     "decimal_column",
     "decimal_digits",
     "exact_text",
+    "instant",
+    "naive_utc",
     "plain_decimal",
 ]
 
@@ -184,3 +187,17 @@ def amount_column_for(
     if any(marker in kind for marker in _TEXT_MARKERS):
         return EXACT_TEXT
     return None
+
+
+def instant(value: Any) -> datetime:
+    """A stored or converted time (aware, naive UTC or ISO text) as an aware UTC datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC) if isinstance(value, datetime) else value
+
+
+def naive_utc(value: datetime | None) -> datetime | None:
+    """Return ``value`` in UTC without tzinfo (for ``TIMESTAMP``/``DATETIME`` columns)."""
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
