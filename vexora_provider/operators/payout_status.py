@@ -33,7 +33,10 @@ class PayoutStatusToSqlOperator(BaseOperator):
     Statuses are fetched concurrently through :class:`~vexora_provider.hooks.vexora.VexoraHook`
     (its rate limit and retries apply) and written in batches, one set-based upsert per batch in one
     transaction, to ``table`` keyed on ``(merchant_no, trade_no)``. Trades whose status could not be
-    fetched go to ``<table>_errors`` and never overwrite a known status. Returns a small summary.
+    fetched, or whose answer the table cannot hold exactly, go to ``<table>_errors`` and never
+    overwrite a known status. The database keeps, per trade, a final state over a non-final one and
+    otherwise the later fetch, so overlapping syncs on one table converge and a status never goes
+    back. Returns a small summary.
 
     With a ``vexora://<merchant>/payouts`` asset (:func:`~vexora_provider.assets.payouts_asset`) in
     ``outlets``, its outlet event's ``extra`` announces the trades that became final in this run:
