@@ -1,11 +1,16 @@
 """Upsert-only benchmark: the operator's warehouse writers vs ``DbApiHook.insert_rows``.
 
 Rows are real ``PayoutStatus`` rows (parsed from gateway-shaped JSON, raw JSON text included),
-converted for the target the way the operator converts them as they arrive (that cost is reported
-apart, per row: ``prepare_us_per_row``). For each target the writer loads N rows in batches of B
-(one transaction per batch), then loads the same N again (every row a conflict → update). The
-naive path is stock common-sql: ``insert_rows(replace=True)`` without ``executemany`` (one
-``execute`` per row), on a smaller N.
+converted and checked for the target the way the operator does as they arrive (that cost is
+reported apart, per row: ``prepare_us_per_row``). For each target the writer loads N rows in
+batches of B (one transaction per batch), then loads the same N again, fetched later (every row
+a conflict → update). The naive path is stock common-sql: ``insert_rows(replace=True)`` without
+``executemany`` (one ``execute`` per row), on a smaller N.
+
+The guard (the ordering rule in the upsert's conditional ``WHERE``/``IF()`` and the detection of
+final-to-final changes) is measured against the same writer without it (``unguarded``: an
+unconditional upsert, everything else equal), alternating within each run; ``guard_cost_*`` is
+the throughput lost, as a fraction.
 
 Targets: SQLite (a file in a temp dir), PostgreSQL and MariaDB when their servers answer
 (``VEXORA_TEST_POSTGRES_DSN``, ``VEXORA_TEST_MYSQL_DSN``, the test suite's defaults otherwise).
@@ -26,7 +31,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -99,38 +103,89 @@ def drop(hook: Any, table: str, quote: str) -> None:
     conn.close()
 
 
-def timed(func: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    func()
-    return time.perf_counter() - start
+def unguarded(writer: Any) -> Any:
+    """The same writer with an unconditional upsert and no reversal detection (the baseline)."""
+    from vexora_provider.warehouse import STATUS_COLUMNS
+    from vexora_provider.warehouse.sql import update_set
+
+    columns, q = STATUS_COLUMNS, writer.quote
+    keys, cols = f"{q}merchant_no{q}, {q}trade_no{q}", writer._columns(columns)
+    if writer.dialect == "postgresql":
+        sql = (
+            f"INSERT INTO {writer.status_sql} ({cols}) SELECT {cols} FROM {writer.stage} "
+            'ORDER BY "merchant_no" COLLATE "C", "trade_no" COLLATE "C" '
+            f"ON CONFLICT ({keys}) DO UPDATE SET " + update_set(columns, q, "EXCLUDED.{col}")
+        )
+    elif writer.dialect == "sqlite":
+        sql = (
+            writer._insert_sql(writer.status_sql, columns)
+            + f" ON CONFLICT ({keys}) DO UPDATE SET "
+            + update_set(columns, q, "excluded.{col}")
+        )
+    else:
+        sql = (
+            writer._insert_sql(writer.status_sql, columns)
+            + " ON DUPLICATE KEY UPDATE "
+            + update_set(columns, q, "VALUES({col})")
+        )
+
+    def upsert(cur: Any, rows: list[Any]) -> list[Any]:
+        if writer.dialect == "postgresql":
+            cur.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {writer.stage} ON COMMIT DELETE ROWS AS "
+                f"SELECT {cols} FROM {writer.status_sql} WITH NO DATA"
+            )
+            writer._copy(cur, f"COPY {writer.stage} ({cols}) FROM STDIN", rows)
+            cur.execute(sql)
+        else:
+            cur.executemany(sql, rows)
+        return []
+
+    writer._upsert_statuses = upsert
+    return writer
 
 
-def bench_writer(conn_id: str, rows: list[Any], again: list[Any], batch: int) -> dict[str, float]:
+def bench_writers(conn_id: str, rows: list[Any], again: list[Any], batch: int) -> dict[str, dict[str, float]]:
+    """Load N rows, then N later answers, through the guarded and the unguarded writer.
+
+    The two alternate batch by batch (in turn first), so background load hits them alike.
+    """
     from vexora_provider.warehouse import TableName, writer_for
 
-    hook = hook_for(conn_id)
-    table = TableName.parse(f"bench_{uuid.uuid4().hex[:8]}")
-    writer = writer_for(hook, table)
-    writer.create_tables()
-
-    def load(data: list[Any]) -> None:
-        for start in range(0, len(data), batch):
-            writer.write_batch(data[start : start + batch], [], batch=start // batch + 1)
-
-    start = time.perf_counter()
-    # The operator converts each row as its status arrives, while the previous batch is written.
-    rows, again = [writer.adapt_status(r) for r in rows], [writer.adapt_status(r) for r in again]
-    prepare = (time.perf_counter() - start) / (len(rows) + len(again))
+    writers = {}
+    for variant in ("guarded", "unguarded"):
+        # SQLite: one file each, so the two tables' pages do not interleave in one file.
+        variant_conn = f"{conn_id}_b" if variant == "unguarded" and conn_id == "bench_sqlite" else conn_id
+        writer = writer_for(hook_for(variant_conn), TableName.parse(f"bench_{uuid.uuid4().hex[:8]}"))
+        writers[variant] = unguarded(writer) if variant == "unguarded" else writer
+        writer.create_tables()
+    prepared, prepare_us, seconds = {}, {}, {}
+    for variant, writer in writers.items():
+        start = time.perf_counter()
+        # The operator converts and checks each row as its status arrives (off the write path).
+        prepared[variant] = ([writer.adapt_status(r) for r in rows], [writer.adapt_status(r) for r in again])
+        prepare_us[variant] = (time.perf_counter() - start) / (len(rows) + len(again)) * 1e6
+        seconds[variant] = [0.0, 0.0]
     try:
-        insert = timed(lambda: load(rows))
-        update = timed(lambda: load(again))
+        for phase in (0, 1):
+            for number, start in enumerate(range(0, len(rows), batch)):
+                order = list(writers) if number % 2 == 0 else list(reversed(writers))
+                for variant in order:
+                    data = prepared[variant][phase][start : start + batch]
+                    began = time.perf_counter()
+                    writers[variant].write_batch(data, [], batch=number + 1)
+                    seconds[variant][phase] += time.perf_counter() - began
     finally:
-        writer.close()
-        drop(hook, table.name, writer.quote)
+        for writer in writers.values():
+            writer.close()
+            drop(writer.hook, writer.table.name, writer.quote)
     return {
-        "insert_rows_per_s": len(rows) / insert,
-        "update_rows_per_s": len(again) / update,
-        "prepare_us_per_row": prepare * 1e6,
+        variant: {
+            "insert_rows_per_s": len(rows) / seconds[variant][0],
+            "update_rows_per_s": len(again) / seconds[variant][1],
+            "prepare_us_per_row": prepare_us[variant],
+        }
+        for variant in writers
     }
 
 
@@ -149,7 +204,9 @@ def bench_naive(conn_id: str, rows: list[Any]) -> float:
         kwargs["replace_index"] = ["merchant_no", "trade_no"]
     try:
         fields = list(STATUS_COLUMNS)
-        seconds = timed(lambda: hook.insert_rows(table.name, adapted, target_fields=fields, **kwargs))
+        start = time.perf_counter()
+        hook.insert_rows(table.name, adapted, target_fields=fields, **kwargs)
+        seconds = time.perf_counter() - start
     finally:
         drop(hook, table.name, writer.quote)
     return len(rows) / seconds
@@ -170,6 +227,7 @@ def main() -> None:
     logging.disable(logging.INFO)  # insert_rows logs every commit
     tmp = tempfile.mkdtemp(prefix="vexora-bench-upsert-")
     os.environ["AIRFLOW_CONN_BENCH_SQLITE"] = json.dumps({"conn_type": "sqlite", "host": f"{tmp}/w.db"})
+    os.environ["AIRFLOW_CONN_BENCH_SQLITE_B"] = json.dumps({"conn_type": "sqlite", "host": f"{tmp}/b.db"})
     targets = ["bench_sqlite"]
     if answers(POSTGRES_DSN):
         os.environ["AIRFLOW_CONN_BENCH_PG"] = connection(POSTGRES_DSN, "postgres")
@@ -192,11 +250,21 @@ def main() -> None:
         "naive_n": args.naive_n,
     }
     for target in targets:
-        runs = [bench_writer(target, rows, again, args.batch_size) for _ in range(args.runs)]
-        naive = [bench_naive(target, rows[: args.naive_n]) for _ in range(args.runs)]
-        result = {key: round(statistics.median(r[key] for r in runs), 1) for key in runs[0]}
+        guarded, plain, naive = [], [], []
+        for _ in range(args.runs):
+            measured = bench_writers(target, rows, again, args.batch_size)
+            guarded.append(measured["guarded"])
+            plain.append(measured["unguarded"])
+            naive.append(bench_naive(target, rows[: args.naive_n]))
+        result = {key: round(statistics.median(r[key] for r in guarded), 1) for key in guarded[0]}
+        for key in ("insert_rows_per_s", "update_rows_per_s"):
+            result[f"unguarded_{key}"] = round(statistics.median(r[key] for r in plain), 1)
+            # Per run (the two variants shared its load), then the median of the runs' costs.
+            costs = [1 - g[key] / p[key] for g, p in zip(guarded, plain, strict=True)]
+            result[f"guard_cost_{key.split('_')[0]}"] = round(statistics.median(costs), 3)
         result["naive_insert_rows_per_s"] = round(statistics.median(naive))
         result["speedup_vs_naive"] = round(result["insert_rows_per_s"] / result["naive_insert_rows_per_s"], 1)
+        result["load_avg_1m"] = round(os.getloadavg()[0], 2)
         results[target.removeprefix("bench_")] = result
         print(target, result, flush=True)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
+from json.encoder import encode_basestring
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,8 +43,23 @@ __all__ = [
 
 SUCCESS_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # The zero-padded form every region sends, parsed without strptime (~10x cheaper, and the bulk
-# fetch parses one per payout); anything else still goes through strptime's rules.
-_SUCCESS_TIME_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})")
+# fetch parses one per payout); anything else still goes through strptime's rules. ASCII digits
+# only: ``\d`` would also take Arabic-Indic or full-width digits.
+_SUCCESS_TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
+# A plain decimal: ASCII digits and an optional fraction; no sign, exponent, digit separators or
+# other scripts' digits. What a payout amount we send must be.
+_PLAIN_DIGITS = r"[0-9]+(?:\.[0-9]+)?"
+_PLAIN_DECIMAL = re.compile(_PLAIN_DIGITS)
+# An amount received is a number as JSON writes it (optionally in a string): a plain decimal with
+# an optional sign and exponent. Decimal() alone would also take "1_000", "١٢٣", "NaN" and
+# "Infinity".
+_AMOUNT_RE = re.compile(rf"-?{_PLAIN_DIGITS}(?:[eE][-+]?[0-9]+)?")
+_ASCII_BLANKS = " \t\r\n"
+# Lone surrogates are legal in a JSON escape (and in a decoded str) but not in UTF-8 text.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Error messages quote what was received, bounded: a hostile value may be huge or nested deeply.
+_SHOW = reprlib.Repr()
+_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlevel = 80, 80, 3
 
 
 class PayoutState(StrEnum):
@@ -246,8 +263,18 @@ def decode_envelope(content: bytes, *, trade_no: str | None = None) -> Envelope:
     return Envelope(code=str(code), msg=msg if isinstance(msg, str) else "", data=body.get("data"))
 
 
+def show(value: object) -> str:
+    """Return a short ``repr`` of ``value`` for error messages, whatever its size or nesting."""
+    return _SHOW.repr(value)
+
+
 def parse_amount(value: object, name: str, *, trade_no: str | None = None) -> Decimal | None:
-    """Parse an amount sent as a JSON string or number; ``None``/``""`` mean not sent."""
+    """
+    Parse an amount sent as a JSON number or string; ``None``/``""`` mean not sent.
+
+    Only a number as JSON writes it is an amount: ASCII digits, an optional fraction and
+    exponent (``"300.00"``, ``3.0000``, ``"1E+2"``). Its digits are kept exactly.
+    """
     if value is None or value == "":
         return None
     amount: Decimal | None = None
@@ -256,18 +283,14 @@ def parse_amount(value: object, name: str, *, trade_no: str | None = None) -> De
     elif isinstance(value, int) and not isinstance(value, bool):
         amount = Decimal(value)
     elif isinstance(value, str):
-        try:
-            amount = Decimal(value.strip())
-        except InvalidOperation:
-            amount = None
+        text = value.strip(_ASCII_BLANKS)
+        if _AMOUNT_RE.fullmatch(text):
+            amount = Decimal(text)
     if amount is None or not amount.is_finite():
-        raise VexoraResponseFormatError(f"{name} is not an amount: {value!r}", trade_no=trade_no)
+        raise VexoraResponseFormatError(f"{name} is not an amount: {show(value)}", trade_no=trade_no)
     return amount
 
 
-# An amount as a person writes it: ASCII digits and an optional fraction; no sign, exponent,
-# digit separators or other scripts' digits. Checked before any request.
-_PLAIN_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 MAX_AMOUNT_DIGITS = 32
 
 
@@ -282,7 +305,7 @@ def validate_payout_amount(value: object, *, trade_no: str | None = None) -> str
     no exact binary value.
     """
     if isinstance(value, str):
-        text = value.strip()
+        text = value.strip(_ASCII_BLANKS)
         if not _PLAIN_DECIMAL.fullmatch(text):
             raise VexoraInvalidPayoutError(
                 f"amount {value!r} is not a plain decimal such as '1500.00' (ASCII digits and an "
@@ -318,13 +341,24 @@ def validate_payout_amount(value: object, *, trade_no: str | None = None) -> str
 
 
 def parse_success_time(value: object, tz: ZoneInfo | None, *, trade_no: str | None = None) -> datetime | None:
-    """Parse ``successTime`` (region local time, no offset); ``None`` when absent or zone unknown."""
+    """
+    Parse ``successTime`` (region local time, no offset); ``None`` when absent or zone unknown.
+
+    A local time the zone skips (a DST gap) or repeats (a DST fold) is read with the UTC offset
+    in force just before the transition, the rule of ``java.time.ZonedDateTime.of`` and of
+    Python's ``fold=0``: a repeated time is its first occurrence, a skipped time is moved forward
+    by the length of the gap. The result is a real local time of the zone, so it compares and
+    converts like any other. A time whose UTC instant falls outside the years 1-9999 is a
+    response-format error.
+    """
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise VexoraResponseFormatError(f"successTime is not a string: {value!r}", trade_no=trade_no)
-    text = value.strip()
+        raise VexoraResponseFormatError(f"successTime is not a string: {show(value)}", trade_no=trade_no)
+    text = value.strip(_ASCII_BLANKS)
     try:
+        if not text.isascii():
+            raise ValueError(text)
         match = _SUCCESS_TIME_RE.fullmatch(text)
         if match:
             year, month, day, hour, minute, second = map(int, match.groups())
@@ -333,14 +367,27 @@ def parse_success_time(value: object, tz: ZoneInfo | None, *, trade_no: str | No
             naive = datetime.strptime(text, SUCCESS_TIME_FORMAT)
     except ValueError:
         raise VexoraResponseFormatError(
-            f"successTime {value!r} is not yyyy-MM-dd HH:mm:ss", trade_no=trade_no
+            f"successTime {show(value)} is not yyyy-MM-dd HH:mm:ss", trade_no=trade_no
         ) from None
-    return None if tz is None else naive.replace(tzinfo=tz)
+    if tz is None:
+        return None
+    try:
+        # fold=0 (the default) reads gap and fold times with the pre-transition offset; the round
+        # trip through UTC turns a skipped time into the real local time it stands for.
+        return naive.replace(tzinfo=tz).astimezone(UTC).astimezone(tz)
+    except OverflowError:
+        raise VexoraResponseFormatError(
+            f"successTime {show(value)} in {tz.key} is outside the years 1-9999 in UTC", trade_no=trade_no
+        ) from None
 
 
-def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
+def _optional_text(data: Mapping[str, Any], key: str) -> str | None:
+    # A string as sent; any other JSON value as its exact JSON text (never a Python repr, which
+    # is neither JSON nor bounded in depth).
     value = data.get(key)
-    return None if value is None else str(value)
+    if value is None or isinstance(value, str):
+        return value
+    return dumps_exact(value)
 
 
 def parse_payout_status(
@@ -353,15 +400,17 @@ def parse_payout_status(
     if status is None or status == "" or isinstance(status, bool | dict | list):
         raise VexoraResponseFormatError("data.status is missing", trade_no=trade_no)
     answered_for = data.get("tradeNo")
-    if answered_for not in (None, "") and str(answered_for) != trade_no:
-        raise VexoraResponseFormatError(f"answer is for another trade ({answered_for!r})", trade_no=trade_no)
+    if answered_for not in (None, "") and _optional_text(data, "tradeNo") != trade_no:
+        raise VexoraResponseFormatError(
+            f"answer is for another trade ({show(answered_for)})", trade_no=trade_no
+        )
     code = str(status)
     return PayoutStatus(
         trade_no=trade_no,
-        platform_trade_no=_optional_str(data, "platFormTradeNo"),
+        platform_trade_no=_optional_text(data, "platFormTradeNo"),
         status_code=code,
         state=status_map.classify(code),
-        message=_optional_str(data, "message"),
+        message=_optional_text(data, "message"),
         amount=parse_amount(data.get("amount"), "amount", trade_no=trade_no),
         order_amount=parse_amount(data.get("orderAmount"), "orderAmount", trade_no=trade_no),
         pay_amount=parse_amount(data.get("payAmount"), "payAmount", trade_no=trade_no),
@@ -382,13 +431,65 @@ def parse_balance(data: object) -> Balance:
     )
 
 
-def dumps_exact(value: object) -> str:
-    """Serialise parsed JSON back to text, writing ``Decimal`` numbers digit for digit."""
+class _Token(str):
+    """Literal JSON text on the serialiser's stack (as opposed to a string value to encode)."""
+
+    __slots__ = ()
+
+
+_CLOSE_OBJECT, _CLOSE_ARRAY = _Token("}"), _Token("]")
+
+
+def _json_string(text: str) -> str:
+    encoded: str = encode_basestring(text)
+    # json.dumps escapes control characters (NUL included) but leaves lone surrogates raw, and
+    # raw they are not UTF-8: write them as the \uXXXX escapes they arrived as.
+    if not encoded.isascii():
+        encoded = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", encoded)
+    return encoded
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, str):
+        return _json_string(value)
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, dict):
-        items = (f"{json.dumps(str(k))}:{dumps_exact(v)}" for k, v in value.items())
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(dumps_exact(v) for v in value) + "]"
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value)
+
+
+def dumps_exact(value: object) -> str:
+    """
+    Serialise parsed JSON back to text, writing ``Decimal`` numbers digit for digit.
+
+    Iterative, so any nesting the decoder accepted serialises; the text is valid UTF-8 (lone
+    surrogates written as ``\\uXXXX`` escapes) with no raw control characters.
+    """
+    parts: list[str] = []
+    stack: list[object] = [value]
+    emit, push, pop = parts.append, stack.append, stack.pop
+    while stack:
+        item = pop()
+        if type(item) is _Token:
+            emit(item)
+        elif isinstance(item, dict):
+            if not any(isinstance(member, dict | list | tuple) for member in item.values()):
+                # The usual answer: one flat object, written in one go.
+                emit("{" + ",".join(f"{_json_string(str(k))}:{_scalar(v)}" for k, v in item.items()) + "}")
+                continue
+            emit("{")
+            push(_CLOSE_OBJECT)
+            entries = list(item.items())
+            for index in range(len(entries) - 1, -1, -1):
+                key, member = entries[index]
+                push(member)
+                push(_Token(("," if index else "") + _json_string(str(key)) + ":"))
+        elif isinstance(item, list | tuple):
+            emit("[")
+            push(_CLOSE_ARRAY)
+            for index in range(len(item) - 1, -1, -1):
+                push(item[index])
+                if index:
+                    push(_Token(","))
+        else:
+            emit(_scalar(item))
+    return "".join(parts)

@@ -7,11 +7,14 @@ import os
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk import BaseHook
 
@@ -141,3 +144,43 @@ def run_sync(
     )
     op.hook = VexoraHook(vexora_conn_id)
     return op.execute({})
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """A real warehouse for a test: its Airflow connection id, dialect and identifier quote."""
+
+    conn_id: str
+    dialect: str
+    quote: str
+
+    def q(self, name: str) -> str:
+        return f"{self.quote}{name}{self.quote}"
+
+    def rows(self, table: str) -> list[tuple[Any, ...]]:
+        return table_rows(self.conn_id, table, self.quote)
+
+    def select(self, sql: str) -> list[tuple[Any, ...]]:
+        return select(self.conn_id, sql)
+
+    def drop(self, table: str) -> None:
+        drop_tables(self.conn_id, table, self.quote)
+
+
+def warehouse_connection(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Warehouse:
+    """Expose a real SQLite file, PostgreSQL or MariaDB server as the connection ``wh_<kind>``."""
+    conn_id = f"wh_{kind}"
+    if kind == "sqlite":
+        conn = json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "w.db")})
+        quote = '"'
+    elif kind == "postgres":
+        conn = dsn_connection(request.getfixturevalue("postgres_dsn"), "postgres")
+        quote = '"'
+    else:
+        pytest.importorskip("airflow.providers.mysql.hooks.mysql")
+        conn = dsn_connection(request.getfixturevalue("mysql_dsn"), "mysql", client="mysql-connector-python")
+        quote = "`"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", conn)
+    return Warehouse(conn_id, kind, quote)

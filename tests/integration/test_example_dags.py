@@ -152,7 +152,7 @@ class TestSensorGatedRun:
             rows = db.execute(
                 "SELECT trade_no, state, status_code, amount FROM vexora_payout_status ORDER BY trade_no"
             ).fetchall()
-        assert rows == [("GATE-1", "success", "0000", "120.5000"), ("GATE-2", "unknown", "0042", rows[1][3])]
+        assert rows == [("GATE-1", "success", "0000", "120.50"), ("GATE-2", "unknown", "0042", rows[1][3])]
 
 
 @pytest.mark.integration

@@ -81,18 +81,22 @@ class TestMariaDbTarget:
             run_sync(vexora, "wh_maria", maria, trades, only_non_terminal=False, batch_size=128)
             assert table_rows("wh_maria", maria, quote="`") == rows
 
-            # A failing lookup lands in the errors table and leaves the known row alone.
+            # A failing lookup of a pending payout lands in the errors table and leaves the known
+            # row alone; beside a final status it is not recorded at all.
             from vexora_provider.testing.faults import FaultRule
 
-            sim.faults.add(FaultRule("http_503", trade_no=trades[0]))
+            pending = next(t for t in trades if sim.payout(t).final_code is None)
+            final = next(t for t in trades if sim.payout(t).final_code is not None)
+            sim.faults.add(FaultRule("http_503", trade_no=pending))
+            sim.faults.add(FaultRule("http_503", trade_no=final))
             failed = run_sync(
-                vexora, "wh_maria", maria, trades[:5], only_non_terminal=False, max_failed_ratio=1
+                vexora, "wh_maria", maria, [pending, final], only_non_terminal=False, max_failed_ratio=1
             )
-            assert failed["failed"] == 1
+            assert (failed["failed"], failed["failures_superseded"]) == (1, 1)
             assert table_rows("wh_maria", maria, quote="`") == rows
-            assert select("wh_maria", f"SELECT trade_no FROM `{maria}_errors`") == [(trades[0],)]
+            assert select("wh_maria", f"SELECT trade_no FROM `{maria}_errors`") == [(pending,)]
             sim.clear_faults()
-            run_sync(vexora, "wh_maria", maria, trades[:1], only_non_terminal=False)
+            run_sync(vexora, "wh_maria", maria, [pending], only_non_terminal=False)
             assert select("wh_maria", f"SELECT count(*) FROM `{maria}_errors`") == [(0,)]
         assert summary["by_state"] == {k: v for k, v in summary["by_state"].items() if v}
 

@@ -21,7 +21,7 @@ from tests.integration.operator_support import (
     vexora_connection,
 )
 from vexora_provider.testing.faults import FaultRule
-from vexora_provider.warehouse import PostgresWriter, TableName, status_row
+from vexora_provider.warehouse import PostgresWriter, Reversal, TableName, status_row
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ class TestPostgresTarget:
 
     def test_failure_recorded_without_overwriting(self, pg: str) -> None:
         sim, trades = simulator(40)
-        target = trades[3]
+        target = next(t for t in trades if sim.payout(t).final_code is None)  # stays pending
         with vexora_connection(sim, max_attempts=2) as vexora:
             run_sync(vexora, "wh_pg", pg, trades)
             before = [r for r in table_rows("wh_pg", pg) if r[1] == target]
@@ -99,15 +99,20 @@ class TestPostgresTarget:
         writer = PostgresWriter(Psycopg2Hook(), TableName.parse(pg))  # type: ignore[arg-type]
         writer.create_tables()
         row = status_row(MERCHANT, status("Q1", amount="12.5"), datetime.now(UTC))
-        odd = (*row[:5], "", *row[6:])  # an empty message must stay empty, not NULL
+        odd = row._replace(message="")  # an empty message must stay empty, not NULL
         writer.write_batch([row, odd], [], batch=1)
+        later = status_row(MERCHANT, status("Q1", "failed", amount="12.5"), datetime.now(UTC))
+        outcome = writer.write_batch([later], [], batch=2)  # psycopg2 hands notices over differently
         writer.close()
-        assert select("wh_pg", f'SELECT trade_no, message, amount FROM "{pg}"') == [("Q1", "", row[6])]
+        assert outcome.reversals == [Reversal("Q1", "success", "failed")]
+        assert select("wh_pg", f'SELECT trade_no, message, amount FROM "{pg}"') == [
+            ("Q1", "failed", row.amount)
+        ]
 
     def test_own_table_with_other_types_gets_text_copy(self, pg: str) -> None:
         ddl = (
             f'CREATE TABLE "{pg}" (merchant_no varchar(32), trade_no varchar(64), platform_trade_no text, '
-            "status_code text, state text, message text, amount double precision, order_amount numeric, "
+            "status_code text, state text, message text, amount numeric(14,2), order_amount numeric, "
             "pay_amount numeric, success_time timestamp, fetched_at timestamp, raw jsonb, "
             "note text DEFAULT 'mine', PRIMARY KEY (merchant_no, trade_no))"
         )

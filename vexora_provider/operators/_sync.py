@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from vexora_provider.models import PayoutQueryError, PayoutStatus
 from vexora_provider.operators._settled import SettledTrades
 from vexora_provider.warehouse import (
+    BatchOutcome,
     ErrorRow,
     StatusRow,
+    UnstorableValueError,
     WarehouseWriter,
     error_row,
     query_error_row,
@@ -50,8 +52,14 @@ class SyncCounters:
     :param total: trade numbers taken from the input.
     :param skipped: trades skipped because the table already holds them in a terminal state.
     :param requested: trades sent to the gateway (every one ends loaded or failed).
-    :param loaded: status rows upserted.
-    :param failed: trades recorded in the errors table.
+    :param loaded: status rows upserted (the table keeps the newer of each and what it held).
+    :param failed: trades recorded in the errors table (failed lookups, values the table cannot
+        hold).
+    :param superseded: failed lookups not recorded, because the table already holds a final
+        status or a newer fetch of that trade (e.g. from a concurrent sync).
+    :param unstorable: fetched statuses recorded as failed because the table cannot hold a value
+        exactly (counted in ``failed`` too).
+    :param reversals: final states replaced by a different final state (each logged as a warning).
     :param batches: batches committed.
     :param by_state: loaded rows per state.
     :param failed_sample: the first few failed trade numbers (the full list is the errors table).
@@ -63,6 +71,9 @@ class SyncCounters:
     requested: int = 0
     loaded: int = 0
     failed: int = 0
+    superseded: int = 0
+    unstorable: int = 0
+    reversals: int = 0
     batches: int = 0
     by_state: Counter[str] = field(default_factory=Counter)
     failed_sample: list[str] = field(default_factory=list)
@@ -153,8 +164,7 @@ class WarehouseSync:
             self._db.shutdown()
 
     async def _run(self, trade_nos: Iterable[str] | None, trade_nos_sql: str | None) -> SyncCounters:
-        if self.create_table:
-            await self._on_db(self.writer.create_tables)
+        await self._on_db(self.writer.prepare_tables, create=self.create_table)
         if trade_nos_sql is not None:
             trade_nos = await self._on_db(self.writer.first_column, trade_nos_sql)
             self.log.info("trade_nos_sql returned %d trade numbers", len(trade_nos))
@@ -214,11 +224,12 @@ class WarehouseSync:
             if isinstance(item, PayoutStatus):
                 try:
                     statuses.append(writer.adapt_status(status_row(merchant_no, item, now)))
-                except ValueError as exc:  # an amount the table cannot hold: record, do not guess
+                except UnstorableValueError as exc:  # one trade's value: record it, never round it
+                    self.counters.unstorable += 1
                     error = error_row(
                         merchant_no,
                         item.trade_no,
-                        error_type="UnstorableValue",
+                        error_type=exc.error_type,
                         error=str(exc),
                         attempts=1,
                         failed_at=now,
@@ -256,15 +267,26 @@ class WarehouseSync:
     def _write(
         self, statuses: list[StatusRow], errors: list[ErrorRow], number: int, settled: list[tuple[str, str]]
     ) -> None:
-        self.writer.write_batch(statuses, errors, batch=number)
+        outcome: BatchOutcome = self.writer.write_batch(statuses, errors, batch=number)
         if self.settled is not None:
             self.settled.record(settled)
         # Counted only once committed, and on the database thread so a crash never over-reports.
-        self.counters.batches = number
-        self.counters.loaded += len(statuses)
-        self.counters.by_state.update(row[4] for row in statuses)
-        for row in errors:
-            self.counters.note_failure(row[1])
+        counters = self.counters
+        counters.batches = number
+        counters.loaded += outcome.loaded
+        counters.by_state.update(outcome.by_state)
+        for trade_no in outcome.failed:
+            counters.note_failure(trade_no)
+        counters.superseded += outcome.superseded
+        counters.unstorable += outcome.unstorable
+        counters.reversals += len(outcome.reversals)
+        for reversal in outcome.reversals:
+            self.log.warning(
+                "Vexora trade %s: final state %s replaced by %s (the gateway changed a final answer)",
+                reversal.trade_no,
+                reversal.before,
+                reversal.after,
+            )
         self.log_progress()
 
     async def _tick(self) -> None:

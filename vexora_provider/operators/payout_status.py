@@ -33,7 +33,10 @@ class PayoutStatusToSqlOperator(BaseOperator):
     Statuses are fetched concurrently through :class:`~vexora_provider.hooks.vexora.VexoraHook`
     (its rate limit and retries apply) and written in batches, one set-based upsert per batch in one
     transaction, to ``table`` keyed on ``(merchant_no, trade_no)``. Trades whose status could not be
-    fetched go to ``<table>_errors`` and never overwrite a known status. Returns a small summary.
+    fetched, or whose answer the table cannot hold exactly, go to ``<table>_errors`` and never
+    overwrite a known status. The database keeps, per trade, a final state over a non-final one and
+    otherwise the later fetch, so overlapping syncs on one table converge and a status never goes
+    back. Returns a small summary.
 
     With a ``vexora://<merchant>/payouts`` asset (:func:`~vexora_provider.assets.payouts_asset`) in
     ``outlets``, its outlet event's ``extra`` announces the trades that became final in this run:
@@ -216,8 +219,12 @@ def _summary(counters: SyncCounters, sync: WarehouseSync, table: TableName) -> d
         "failed_ratio": round(counters.failed / requested, 6) if requested else 0.0,
         "by_state": dict(sorted(counters.by_state.items())),
         "failed_sample": list(counters.failed_sample),
+        "failures_superseded": counters.superseded,
+        "unstorable": counters.unstorable,
+        "reversals": counters.reversals,
         "batches": counters.batches,
         "retries": stats.retries if stats else 0,
         "rate_limited": stats.rate_limited if stats else 0,
+        "conflict_retries": sync.writer.conflict_retries,
         "duration_s": round(counters.elapsed, 3),
     }

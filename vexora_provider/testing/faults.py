@@ -17,12 +17,14 @@ from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any
 
+from vexora_provider.testing.hostile import HOSTILE_KINDS
 from vexora_provider.testing.state import unit
 
 __all__ = ["ACCEPT_THEN", "ENDPOINTS", "FAULT_KINDS", "FaultPlan", "FaultRule", "parse_fault"]
 
 ENDPOINTS = ("queryPayOutResult", "queryBalance", "disbursements", "queryPayInResult")
-#: ``latency`` delays the real answer; every other kind replaces it.
+#: ``latency`` delays the real answer; the hostile kinds (:data:`HOSTILE_KINDS`) alter one field
+#: of it; every other kind replaces it.
 FAULT_KINDS = (
     "latency",
     "http_500",
@@ -39,6 +41,7 @@ FAULT_KINDS = (
     "accept_then_reset",
     "accept_then_http_502",
     "accept_then_hang",
+    *HOSTILE_KINDS,
 )
 #: Prefix of the kinds that answer only after the gateway has done the work.
 ACCEPT_THEN = "accept_then_"
@@ -66,6 +69,9 @@ class FaultRule:
     :param retry_after: ``http_429``: seconds sent in ``Retry-After``.
     :param hang_seconds: ``hang``, ``accept_then_hang``: how long the server holds the call
         before dropping it.
+    :param amount: ``odd_amount``: the JSON text sent as the amount (``"1_000"`` with its quotes is
+        a string, ``1E+400`` a number).
+    :param depth: ``deep_nesting``: how many arrays deep the unknown field goes.
     """
 
     kind: str
@@ -78,6 +84,8 @@ class FaultRule:
     latency_sigma: float | None = None
     retry_after: int = 1
     hang_seconds: float = 30.0
+    amount: str = "0.00004999"
+    depth: int = 400
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -132,7 +140,7 @@ def parse_fault(text: str) -> FaultRule:
             values[key] = tuple(int(x) for x in value.split(";"))
         elif key in ("probability", "latency_ms", "latency_max_ms", "latency_sigma", "hang_seconds"):
             values[key] = float(value)
-        elif key == "retry_after":
+        elif key in ("retry_after", "depth"):
             values[key] = int(value)
         else:
             values[key] = value.strip()

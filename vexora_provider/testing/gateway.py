@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from vexora_provider.signing import SIGN_FIELD, sign
 from vexora_provider.testing.faults import ACCEPT_THEN, FaultPlan, FaultRule
+from vexora_provider.testing.hostile import HOSTILE_KINDS, hostile_fields
 from vexora_provider.testing.regions import DEFAULT_REGION, REGION_VARIANTS, RegionVariant, format_amount
 from vexora_provider.testing.state import PARTIAL, SUCCESS, Payout, SimulatorState, pick_final
 
@@ -130,10 +131,13 @@ class Gateway:
             self.requests[endpoint] += 1
             nth = self.calls[endpoint, key] = self.calls.get((endpoint, key), 0) + 1
             delay, fault = self.faults.decide(self.state.seed, endpoint, key, nth)
-            if fault is not None:
+            if fault is not None and fault.kind not in HOSTILE_KINDS:
                 if fault.kind.startswith(ACCEPT_THEN):
                     self._api(endpoint, region, merchant_no, fields)  # done; the answer is lost
                 reply = self._fault(fault)
+                self.outcomes[endpoint, fault.kind] += 1
+            elif fault is not None:
+                reply = self._api(endpoint, region, merchant_no, fields, hostile=fault)
                 self.outcomes[endpoint, fault.kind] += 1
             else:
                 reply = self._api(endpoint, region, merchant_no, fields)
@@ -182,7 +186,14 @@ class Gateway:
         return Reply(200, body, action=kind, hang_seconds=rule.hang_seconds)
 
     # -- the API -----------------------------------------------------------------------------
-    def _api(self, endpoint: str, region: str, merchant_no: str | None, fields: object) -> Reply:
+    def _api(
+        self,
+        endpoint: str,
+        region: str,
+        merchant_no: str | None,
+        fields: object,
+        hostile: FaultRule | None = None,
+    ) -> Reply:
         if not isinstance(fields, dict):
             return self.error("8000", "request body must be a JSON object")
         merchant = self.state.merchants.get(merchant_no or "")
@@ -214,7 +225,7 @@ class Gateway:
                 return Reply(404, b'{"error":"not found"}')
             return self.error("8000", "order not exist")
         self.state.advance(payout, poll=True)
-        return self._ok(self.payout_data(payout, variant))
+        return self._ok(self.payout_data(payout, variant, hostile))
 
     def _create(
         self, merchant_no: str, region: str, trade_no: str, fields: dict[str, object], variant: RegionVariant
@@ -263,27 +274,30 @@ class Gateway:
             self.on_create(scripted)
         return self._ok(self.payout_data(scripted, variant))
 
-    def payout_data(self, payout: Payout, variant: RegionVariant) -> str:
-        """The ``data`` object of a payout as JSON text, shaped by the region variant."""
+    def payout_data(self, payout: Payout, variant: RegionVariant, hostile: FaultRule | None = None) -> str:
+        """The ``data`` object of a payout as JSON text, shaped by the region variant.
+
+        :param hostile: a hostile-answer rule whose fields replace or join the real ones.
+        """
         paid = payout.status in (SUCCESS, PARTIAL)
-        parts = [
-            f'"tradeNo":{_s(payout.trade_no)}',
-            f'"platFormTradeNo":"{payout.platform_trade_no}"',
-            f'"status":"{payout.status}"',
-            f'"message":{_s(payout.message)}',
-        ]
+        parts = {
+            "tradeNo": _s(payout.trade_no),
+            "platFormTradeNo": f'"{payout.platform_trade_no}"',
+            "status": f'"{payout.status}"',
+            "message": _s(payout.message),
+        }
         if variant.amount_fields == "amount":
-            parts.append(
-                f'"amount":{format_amount(payout.pay_amount if paid else payout.order_amount, variant)}'
-            )
+            parts["amount"] = format_amount(payout.pay_amount if paid else payout.order_amount, variant)
         else:
-            parts.append(f'"orderAmount":{format_amount(payout.order_amount, variant)}')
-            parts.append(f'"payAmount":{format_amount(payout.pay_amount if paid else Decimal(0), variant)}')
+            parts["orderAmount"] = format_amount(payout.order_amount, variant)
+            parts["payAmount"] = format_amount(payout.pay_amount if paid else Decimal(0), variant)
         if variant.success_time and paid and payout.finished_at is not None:
-            parts.append(f'"successTime":"{self.local_time(payout.finished_at, variant)}"')
+            parts["successTime"] = f'"{self.local_time(payout.finished_at, variant)}"'
         if variant.extra_field:
-            parts.append('"channelCode":"SIMBANK"')
-        return "{" + ",".join(parts) + "}"
+            parts["channelCode"] = '"SIMBANK"'
+        if hostile is not None:
+            parts.update(hostile_fields(hostile, variant))
+        return "{" + ",".join(f'"{name}":{text}' for name, text in parts.items()) + "}"
 
     @staticmethod
     def local_time(when: float, variant: RegionVariant) -> str:

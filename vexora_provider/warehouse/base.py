@@ -1,40 +1,54 @@
-"""What every warehouse writer shares: the connection, one transaction per call, the SQL pieces.
+"""What every warehouse writer shares: the connection, transactions and their retries, the tables.
 
-Each dialect module subclasses :class:`WarehouseWriter` with its column types, its value
-conversions and its ``_write`` (the upsert of one batch).
+Each dialect module subclasses :class:`~vexora_provider.warehouse.batch.WarehouseWriter` (this
+class plus the batch logic) with its column types, value conversions and the statements of one
+batch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from abc import ABC, abstractmethod
+import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from airflow.sdk.exceptions import AirflowException
 
-from vexora_provider.models import TERMINAL_STATES
+from vexora_provider.warehouse.failures import CONFLICT_ATTEMPTS, Failure, backoff, classify
 from vexora_provider.warehouse.names import TableName
-from vexora_provider.warehouse.rows import (
-    ERROR_COLUMNS,
-    KEY_COLUMNS,
-    STATUS_COLUMNS,
-    ErrorRow,
-    StatusRow,
-    dedupe_latest,
+from vexora_provider.warehouse.rows import ERROR_COLUMNS, STATUS_COLUMNS, ErrorRow, StatusRow
+from vexora_provider.warehouse.schema import (
+    AMOUNT_COLUMNS,
+    LEGACY_AMOUNT,
+    ColumnTypes,
+    create_table_statements,
 )
-from vexora_provider.warehouse.schema import ColumnTypes, create_table_statements, quote_columns
+from vexora_provider.warehouse.sql import Key, by_merchant, chunks, quote_columns
+from vexora_provider.warehouse.values import (
+    AmountColumn,
+    UnstorableValueError,
+    amount_column_for,
+    check_text,
+    decimal_column,
+    naive_utc,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-__all__ = ["IN_CHUNK", "NaiveUtcTimes", "WarehouseError", "WarehouseWriter", "chunks", "dialect_name"]
+__all__ = [
+    "NaiveUtcTimes",
+    "WarehouseDataError",
+    "WarehouseError",
+    "WriterBase",
+    "describe",
+    "dialect_name",
+]
 
 # A quoted run in a driver message: '…' (MySQL, SQLite), "…" (PostgreSQL) or `…`.
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`")
-IN_CHUNK = 500  # keys per IN (...) list: well under every driver's bind-parameter limit
+_TEXT_FIELDS = ("merchant_no", "trade_no", "platform_trade_no", "status_code", "state", "message", "raw")
 
 T = TypeVar("T")
 
@@ -44,13 +58,16 @@ class WarehouseError(AirflowException):
     A statement against the warehouse failed; the message names the table and batch, never row values.
 
     :param message: what failed, without parameters.
+    :param reason: the database's one-line reason (values masked).
     """
 
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
-def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    """Yield consecutive slices of ``items`` of at most ``size`` items."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+
+class WarehouseDataError(WarehouseError):
+    """The database refused a value of the batch (one row's data, not the database itself)."""
 
 
 def describe(exc: BaseException, identifiers: frozenset[str] = frozenset()) -> str:
@@ -66,6 +83,8 @@ def describe(exc: BaseException, identifiers: frozenset[str] = frozenset()) -> s
         quoted = match.group(0)
         return quoted if quoted[1:-1].rsplit(".", 1)[-1] in identifiers else f"{quoted[0]}…{quoted[-1]}"
 
+    if isinstance(exc, UnicodeEncodeError | UnicodeDecodeError):  # its message quotes the text
+        primary = f"{exc.reason} ({exc.encoding})"
     return f"{type(exc).__name__}: {_QUOTED.sub(mask, primary[:300])}"
 
 
@@ -77,23 +96,9 @@ def dialect_name(hook: DbApiHook) -> str:
         return str(getattr(hook, "conn_type", "") or "generic")
 
 
-def naive_utc(value: datetime | None) -> datetime | None:
-    """Return ``value`` in UTC without tzinfo (for ``TIMESTAMP``/``DATETIME`` columns)."""
-    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
-
-
-def update_set(columns: Sequence[str], quote: str, template: str) -> str:
-    """Return ``col = <template>`` for every non-key column (the SET list of an upsert)."""
-    return ", ".join(
-        f"{quote}{c}{quote} = " + template.format(col=f"{quote}{c}{quote}")
-        for c in columns
-        if c not in KEY_COLUMNS
-    )
-
-
-class WarehouseWriter(ABC):
+class WriterBase:
     """
-    Owns one DB-API connection (use it from one thread) and writes batches to one table.
+    Owns one DB-API connection (use it from one thread) and the tables it writes.
 
     :param hook: any common-sql :class:`DbApiHook`.
     :param table: the validated status table; errors go to ``<table>_errors``.
@@ -101,6 +106,15 @@ class WarehouseWriter(ABC):
 
     dialect: ClassVar[str] = "generic"
     types: ClassVar[ColumnTypes] = ColumnTypes()
+    #: What an amount column of this dialect's own DDL holds (until the live table says otherwise).
+    amount_column: ClassVar[AmountColumn] = decimal_column(38, 18, "NUMERIC")
+    #: What a ``NUMERIC`` without precision holds here (for tables created by hand).
+    unconstrained_numeric: ClassVar[AmountColumn] = decimal_column(38, 18, "NUMERIC")
+    #: Who cannot store NUL in text (names the cause in the error row), ``None`` if it can.
+    nul_refused_by: ClassVar[str | None] = None
+    key_max_chars: ClassVar[int | None] = None
+    #: Whether a unique-key violation means another writer inserted the key first (retry).
+    integrity_is_conflict: ClassVar[bool] = False
     quote: str = '"'
     placeholder: str = "%s"
 
@@ -113,6 +127,9 @@ class WarehouseWriter(ABC):
         self._identifiers = frozenset(
             {table.schema or "", table.name, table.errors.name, *STATUS_COLUMNS, *ERROR_COLUMNS, "PRIMARY"}
         )
+        self.amounts: dict[str, AmountColumn] = dict.fromkeys(AMOUNT_COLUMNS, self.amount_column)
+        #: Transactions run again because the database aborted them for a conflict.
+        self.conflict_retries = 0
         self._conn: Any = None
 
     # -- connection and transactions -----------------------------------------------------------
@@ -125,13 +142,16 @@ class WarehouseWriter(ABC):
         return self._conn
 
     def _prepare(self, conn: Any) -> None:
-        """Configure a new connection (pragmas, autocommit off)."""
+        """Configure a new connection (pragmas, autocommit off, isolation)."""
         # DB-API connections start outside autocommit anyway; some drivers have no such attribute.
         with contextlib.suppress(AttributeError, NotImplementedError):
             self.hook.set_autocommit(conn, False)
 
-    def _begin(self, cur: Any) -> None:  # noqa: B027 - a hook with a sensible default
+    def _begin(self, cur: Any) -> None:
         """Start a write transaction (implicit in most drivers)."""
+
+    def _after_rollback(self) -> None:
+        """Forget what the rolled-back transaction created (default: nothing)."""
 
     def close(self) -> None:
         """Close the connection, discarding any open transaction; never raises."""
@@ -144,8 +164,7 @@ class WarehouseWriter(ABC):
             with contextlib.suppress(Exception):
                 conn.close()
 
-    def _run(self, what: str, work: Callable[[Any], T]) -> T:
-        """Run ``work(cursor)`` in one transaction; wrap failures without row values."""
+    def _attempt(self, work: Callable[[Any], T]) -> T:
         conn = self.conn
         cur = conn.cursor()
         try:
@@ -153,66 +172,196 @@ class WarehouseWriter(ABC):
             result = work(cur)
             conn.commit()
             return result
-        except Exception as exc:
+        except BaseException:
             with contextlib.suppress(Exception):  # the original error is what matters
                 conn.rollback()
-            raise WarehouseError(
-                f"{what} on {self.table} ({self.dialect}) failed: {describe(exc, self._identifiers)}"
-            ) from None
+            self._after_rollback()
+            raise
         finally:
-            cur.close()
+            with contextlib.suppress(Exception):
+                cur.close()
+
+    def _run(self, what: str, work: Callable[[Any], T]) -> T:
+        """
+        Run ``work(cursor)`` in one transaction; run it again when a conflict aborted it.
+
+        Raises :class:`WarehouseDataError` when the database refused a value, and
+        :class:`WarehouseError` for anything else, with the driver's reason and no row values.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._attempt(work)
+            except Exception as exc:
+                kind: Failure = classify(exc, integrity_is_conflict=self.integrity_is_conflict)
+                if kind == "conflict" and attempt < CONFLICT_ATTEMPTS:
+                    self.conflict_retries += 1
+                    time.sleep(backoff(attempt))
+                    continue
+                if kind == "conflict" and self.integrity_is_conflict:
+                    kind = classify(exc)  # retries spent: a duplicate key is then the data's
+                reason = describe(exc, self._identifiers)
+                message = f"{what} on {self.table} ({self.dialect}) failed: {reason}"
+                if kind == "conflict":
+                    message += f" (still conflicting after {CONFLICT_ATTEMPTS} tries)"
+                error = WarehouseDataError if kind == "data" else WarehouseError
+                raise error(message, reason=reason) from None
 
     # -- SQL building blocks ---------------------------------------------------------------------
-    def _columns(self, columns: Sequence[str]) -> str:
-        return quote_columns(list(columns), self.quote)
+    def _columns(self, columns: Sequence[str], prefix: str = "") -> str:
+        return quote_columns(list(columns), self.quote, prefix)
+
+    def _col(self, column: str, prefix: str = "") -> str:
+        return f"{prefix}{self.quote}{column}{self.quote}"
 
     def _marks(self, count: int) -> str:
         return ", ".join([self.placeholder] * count)
 
-    def _insert_sql(self, table_sql: str, columns: Sequence[str]) -> str:
-        return f"INSERT INTO {table_sql} ({self._columns(columns)}) VALUES ({self._marks(len(columns))})"
+    def _keyed(
+        self,
+        cur: Any,
+        head: str,
+        keys: Sequence[Key],
+        *,
+        tail: str = "",
+        alias: str = "",
+        fetch: bool = False,
+    ) -> list[tuple[Any, ...]]:
+        """
+        Run ``<head> WHERE merchant_no = ? AND trade_no IN (…)<tail>`` over ``keys``, 500 at a time.
 
-    def _on_conflict_update(self, columns: Sequence[str]) -> str:
-        """The ``ON CONFLICT … DO UPDATE`` clause (SQLite and PostgreSQL spell it the same)."""
-        return f" ON CONFLICT ({self._columns(KEY_COLUMNS)}) DO UPDATE SET " + update_set(
-            columns, self.quote, "excluded.{col}"
-        )
-
-    def _delete_keys(self, cur: Any, table_sql: str, keys: Sequence[tuple[Any, ...]]) -> None:
-        by_merchant: dict[Any, list[Any]] = {}
-        for key in keys:
-            by_merchant.setdefault(key[0], []).append(key[1])
-        for merchant_no, trade_nos in by_merchant.items():
-            for part in chunks(trade_nos, IN_CHUNK):
+        :param alias: prefix of the key columns (``"e."``).
+        :param fetch: collect and return the rows each statement returns.
+        """
+        found: list[tuple[Any, ...]] = []
+        for merchant_no, trade_nos in by_merchant(keys).items():
+            for part in chunks(trade_nos):
                 cur.execute(
-                    f"DELETE FROM {table_sql} WHERE {self._columns(['merchant_no'])} = {self.placeholder} "
-                    f"AND {self._columns(['trade_no'])} IN ({self._marks(len(part))})",
+                    f"{head} WHERE {self._col('merchant_no', alias)} = {self.placeholder} "
+                    f"AND {self._col('trade_no', alias)} IN ({self._marks(len(part))}){tail}",
                     (merchant_no, *part),
                 )
+                if fetch:
+                    found.extend(cur.fetchall())
+        return found
+
+    def _insert_sql(self, table_sql: str, columns: Sequence[str]) -> str:
+        return f"INSERT INTO {table_sql} ({self._columns(columns)}) VALUES ({self._marks(len(columns))})"
 
     def ddl(self) -> list[str]:
         """Return ``CREATE TABLE IF NOT EXISTS`` statements for the status and errors tables."""
         return create_table_statements(self.status_sql, self.errors_sql, self.quote, self.types)
 
+    # -- tables ----------------------------------------------------------------------------------
+    def create_tables(self) -> None:
+        """Create the status and errors tables unless they exist; widen old amount columns."""
+        self.prepare_tables(create=True)
+
+    def prepare_tables(self, *, create: bool) -> None:
+        """Create (when ``create``) the tables, then read what their amount columns hold."""
+        if create:
+
+            def work(cur: Any) -> None:
+                with self._ddl_lock(cur):
+                    for statement in self.ddl():
+                        cur.execute(statement)
+                    self._migrate(cur)
+
+            self._run("creating the tables", work)
+        with contextlib.suppress(WarehouseError):  # a database without information_schema
+            self.amounts.update(self._run("reading the amount columns' types", self._read_amount_columns))
+
+    @contextlib.contextmanager
+    def _ddl_lock(self, cur: Any) -> Iterator[None]:
+        """Serialise table creation between writers (default: the database's own locking)."""
+        yield
+
+    #: ``information_schema`` type of the amount columns earlier versions created (``None``: none).
+    legacy_amount_type: ClassVar[str | None] = None
+
+    def _migrate(self, cur: Any) -> None:
+        """Widen the amount columns of a table an earlier version created, keeping every row."""
+        if self.legacy_amount_type is None:
+            return
+        legacy = [
+            column
+            for column, (kind, precision, scale) in self._amount_types(cur).items()
+            if kind == self.legacy_amount_type and (precision, scale) == LEGACY_AMOUNT
+        ]
+        if legacy:
+            cur.execute(f"ALTER TABLE {self.status_sql} " + ", ".join(self._widen(c) for c in legacy))
+
+    def _widen(self, column: str) -> str:
+        """The ``ALTER TABLE`` clause giving ``column`` this dialect's amount type."""
+        raise NotImplementedError
+
+    def _current_schema_sql(self) -> str | None:
+        """SQL for the connection's default schema, or ``None`` when unknown."""
+        return None
+
+    def _amount_types(self, cur: Any) -> dict[str, tuple[str, int | None, int | None]]:
+        """``column -> (data_type, precision, scale)`` of the amount columns, from information_schema."""
+        schema = self.table.schema
+        condition, params = "table_name = " + self.placeholder, [self.table.name]
+        if schema is not None:
+            condition += " AND table_schema = " + self.placeholder
+            params.append(schema)
+        elif (current := self._current_schema_sql()) is not None:
+            condition += f" AND table_schema = {current}"
+        cur.execute(
+            "SELECT column_name, data_type, numeric_precision, numeric_scale "
+            f"FROM information_schema.columns WHERE {condition}",
+            params,
+        )
+        found = {str(r[0]).lower(): (str(r[1]), r[2], r[3]) for r in cur.fetchall()}
+        return {c: found[c] for c in AMOUNT_COLUMNS if c in found}
+
+    def _read_amount_columns(self, cur: Any) -> dict[str, AmountColumn]:
+        columns: dict[str, AmountColumn] = {}
+        for name, (kind, precision, scale) in self._amount_types(cur).items():
+            column = amount_column_for(kind, precision, scale, self.unconstrained_numeric)
+            if column is not None:
+                columns[name] = column
+        return columns
+
     # -- value conversion (on the fetch side, as rows arrive) -----------------------------------
+    def storable_key(self, trade_no: object) -> bool:
+        """Whether ``trade_no`` can be a key of the status table here."""
+        if not isinstance(trade_no, str) or (self.key_max_chars and len(trade_no) > self.key_max_chars):
+            return False
+        try:
+            check_text("trade_no", trade_no, nul_refused_by=self.nul_refused_by)
+        except ValueError:
+            return False
+        return True
+
     def adapt_status(self, row: StatusRow) -> StatusRow:
-        """Convert a row's values to what this driver stores (default: unchanged)."""
+        """
+        Check that the table holds every value of ``row`` exactly, and convert them for the driver.
+
+        :raises UnstorableValueError: naming the field and the cause.
+        """
+        nul = self.nul_refused_by
+        for field in _TEXT_FIELDS:
+            check_text(field, getattr(row, field), nul_refused_by=nul)
+        if self.key_max_chars and len(row.trade_no) > self.key_max_chars:
+            raise UnstorableValueError("trade_no", f"longer than the key's {self.key_max_chars} characters")
+        amounts = self.amounts
+        amounts["amount"].check("amount", row.amount)
+        amounts["order_amount"].check("order_amount", row.order_amount)
+        amounts["pay_amount"].check("pay_amount", row.pay_amount)
+        return self._convert_status(row)
+
+    def _convert_status(self, row: StatusRow) -> StatusRow:
+        """Convert a checked row's values to what the driver stores (default: unchanged)."""
         return row
 
     def adapt_error(self, row: ErrorRow) -> ErrorRow:
         """Convert an error row's values to what this driver stores (default: unchanged)."""
         return row
 
-    # -- operations ------------------------------------------------------------------------------
-    def create_tables(self) -> None:
-        """Create the status and errors tables unless they exist."""
-
-        def work(cur: Any) -> None:
-            for statement in self.ddl():
-                cur.execute(statement)
-
-        self._run("creating the tables", work)
-
+    # -- reads -----------------------------------------------------------------------------------
     def first_column(self, sql: str, *, chunk: int = 10_000) -> list[str]:
         """Run a user query and return its first column as strings (NULLs dropped)."""
 
@@ -225,50 +374,13 @@ class WarehouseWriter(ABC):
 
         return self._run("running trade_nos_sql", work)
 
-    def terminal_trade_nos(self, merchant_no: str, trade_nos: Sequence[str]) -> set[str]:
-        """Return which of ``trade_nos`` the table already holds in a terminal state."""
-        states = sorted(s.value for s in TERMINAL_STATES)
-
-        def work(cur: Any) -> set[str]:
-            found: set[str] = set()
-            for part in chunks(list(dict.fromkeys(trade_nos)), IN_CHUNK):
-                cur.execute(
-                    f"SELECT {self._columns(['trade_no'])} FROM {self.status_sql} "
-                    f"WHERE {self._columns(['merchant_no'])} = {self.placeholder} "
-                    f"AND {self._columns(['state'])} IN ({self._marks(len(states))}) "
-                    f"AND {self._columns(['trade_no'])} IN ({self._marks(len(part))})",
-                    (merchant_no, *states, *part),
-                )
-                found.update(str(r[0]) for r in cur.fetchall())
-            return found
-
-        return self._run("reading terminal trades", work)
-
-    def write_batch(self, statuses: list[StatusRow], errors: list[ErrorRow], *, batch: int) -> None:
-        """
-        Upsert a batch in one transaction; rows must come from :meth:`adapt_status`/:meth:`adapt_error`.
-
-        Rows are converted as they arrive (on the fetch side), so a batch only costs SQL here.
-        """
-        rows = dedupe_latest(statuses)
-        failed = dedupe_latest(errors)
-        self._run(
-            f"writing batch {batch} ({len(rows)} rows, {len(failed)} errors)",
-            lambda cur: self._write(cur, rows, failed),
-        )
-
-    @abstractmethod
-    def _write(self, cur: Any, rows: list[StatusRow], errors: list[ErrorRow]) -> None:
-        """Write deduplicated rows inside the open transaction."""
-
 
 class NaiveUtcTimes:
     """Value conversion for ``TIMESTAMP``/``DATETIME`` columns without a zone: naive UTC."""
 
-    def adapt_status(self, row: StatusRow) -> StatusRow:
-        """Store ``success_time`` and ``fetched_at`` as naive UTC."""
-        return (*row[:9], naive_utc(row[9]), naive_utc(row[10]), row[11])
+    def _naive_times(self, row: StatusRow) -> StatusRow:
+        return row._replace(success_time=naive_utc(row.success_time), fetched_at=naive_utc(row.fetched_at))
 
     def adapt_error(self, row: ErrorRow) -> ErrorRow:
         """Store ``failed_at`` as naive UTC."""
-        return (*row[:5], naive_utc(row[5]))
+        return row._replace(failed_at=naive_utc(row.failed_at))

@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vexora_provider.warehouse.rows import KEY_COLUMNS
+from vexora_provider.warehouse.sql import quote_columns
 
-__all__ = ["ColumnTypes", "create_table_statements", "quote_columns"]
+__all__ = ["AMOUNT_COLUMNS", "LEGACY_AMOUNT", "ColumnTypes", "create_table_statements"]
+
+AMOUNT_COLUMNS: tuple[str, ...] = ("amount", "order_amount", "pay_amount")
+#: ``(precision, scale)`` of the amount columns created by earlier versions, which rounded to
+#: four places; tables found with it are widened to the current type when ``create_table`` is on.
+LEGACY_AMOUNT = (20, 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,21 +22,17 @@ class ColumnTypes:
 
     :param text_key: the key columns (``merchant_no``, ``trade_no``).
     :param text: other text columns.
-    :param numeric: amounts (exact: ``NUMERIC(20,4)`` or, where there is none, text).
+    :param numeric: amounts: a type that holds what Vexora sends without rounding.
     :param timestamp: times.
     :param table_suffix: appended to each ``CREATE TABLE`` (engine, charset).
     """
 
     text_key: str = "VARCHAR(255)"
     text: str = "TEXT"
-    numeric: str = "NUMERIC(20,4)"
-    timestamp: str = "TIMESTAMP"
+    # The widest exact type most SQL databases share (Snowflake, SQL Server, Oracle: 38 digits).
+    numeric: str = "NUMERIC(38,18)"
+    timestamp: str = "TIMESTAMP(6)"  # microseconds: the ordering rule compares fetch times
     table_suffix: str = ""
-
-
-def quote_columns(columns: tuple[str, ...] | list[str], quote: str) -> str:
-    """Return ``columns`` quoted with ``quote`` and joined by commas."""
-    return ", ".join(f"{quote}{c}{quote}" for c in columns)
 
 
 def create_table_statements(status_sql: str, errors_sql: str, quote: str, types: ColumnTypes) -> list[str]:

@@ -218,6 +218,8 @@ class TestParsePayoutStatus:
             ({"status": "0000", "successTime": "2024-10-11T10:22:00"}, "successTime"),
             ({"status": "0000", "successTime": "2024-02-30 10:22:00"}, "successTime"),
             ({"status": "0000", "successTime": 1728613320}, "successTime is not a string"),
+            ({"status": "0000", "successTime": "٢٠٢٤-10-11 10:22:00"}, "successTime"),
+            ({"status": "0000", "tradeNo": [[["T1"]]]}, "another trade"),
         ],
     )
     def test_malformed_data(self, data: Any, reason: str) -> None:
@@ -236,6 +238,113 @@ class TestParsePayoutStatus:
 
     def test_repr_leaves_out_raw(self) -> None:
         assert "raw" not in repr(_parse(_data("extra-fields")))
+
+    def test_text_fields_keep_other_json_values_as_json_text(self) -> None:
+        status = _parse({"status": "0015", "message": {"a": [1, True]}, "platFormTradeNo": 7})
+        assert status.message == '{"a":[1,true]}'
+        assert status.platform_trade_no == "7"
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+class TestHostileAnswers:
+    """Parseable answers a hostile gateway could send: each parses, or fails as a format error."""
+
+    def test_unknown_field_nested_400_levels_deep(self) -> None:
+        body = '{"code":"0000","data":{"status":"0000","channel":' + _deep(400) + "}}"
+        status = _parse(decode_envelope(body.encode()).data)
+        assert status.raw_json().endswith('"channel":' + _deep(400) + "}")
+
+    def test_nesting_beyond_the_decoder_is_a_format_error(self) -> None:
+        body = '{"code":"0000","data":{"status":"0000","channel":' + _deep(100_000) + "}}"
+        with pytest.raises(VexoraResponseFormatError, match="not JSON"):
+            decode_envelope(body.encode())
+
+    def test_lone_surrogate_and_nul_kept_in_fields_escaped_in_raw(self) -> None:
+        data = decode_envelope(b'{"code":"0000","data":{"status":"0000","message":"a\\ud800\\u0000b"}}').data
+        status = _parse(data)
+        assert status.message == "a\ud800\x00b"
+        raw = status.raw_json()
+        assert raw == '{"status":"0000","message":"a\\ud800\\u0000b"}'
+        raw.encode("utf-8")  # storable as UTF-8 text
+        assert json.loads(raw) == data
+
+
+class TestAmounts:
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("300.00", "300.00"),
+            (" 0.00004999 ", "0.00004999"),
+            ("99.99999", "99.99999"),
+            ("-1.5", "-1.5"),
+            ("1E+2", "1E+2"),
+            (Decimal("3.0000"), "3.0000"),
+            (10000, "10000"),
+        ],
+    )
+    def test_plain_ascii_decimal_notation_kept_exactly(self, value: object, expected: str) -> None:
+        status = _parse({"status": "0000", "amount": value})
+        assert str(status.amount) == expected
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "1_000",
+            "١٢٣",
+            "\uff11\uff12\uff13",
+            "NaN",
+            "Infinity",
+            "-inf",
+            "sNaN",
+            "1.",
+            ".5",
+            "+1",
+            "1e",
+            "0x10",
+            "1,5",
+        ],
+    )
+    def test_anything_else_is_a_format_error(self, value: str) -> None:
+        with pytest.raises(VexoraResponseFormatError, match="amount is not an amount"):
+            _parse({"status": "0000", "amount": value})
+
+
+SYDNEY = ZoneInfo("Australia/Sydney")
+
+
+class TestSuccessTimeRule:
+    """One rule for local times a zone skips or repeats, the same for hook, sensor and operator."""
+
+    def test_skipped_time_moves_forward_by_the_gap(self) -> None:
+        # 2026-10-04 02:00 in Sydney jumps to 03:00: 02:30 does not exist.
+        when = _parse({"status": "0000", "successTime": "2026-10-04 02:30:00"}, tz=SYDNEY).success_time
+        assert when is not None
+        assert when.isoformat() == "2026-10-04T03:30:00+11:00"
+
+    def test_repeated_time_is_its_first_occurrence(self) -> None:
+        # 2026-04-05 03:00 in Sydney goes back to 02:00: 02:30 happens twice.
+        when = _parse({"status": "0000", "successTime": "2026-04-05 02:30:00"}, tz=SYDNEY).success_time
+        assert when is not None
+        assert when.isoformat() == "2026-04-05T02:30:00+11:00"
+        assert when.astimezone(ZoneInfo("UTC")).isoformat() == "2026-04-04T15:30:00+00:00"
+
+    @pytest.mark.parametrize(
+        ("text", "zone"),
+        [("9999-12-31 23:59:59", "America/Bogota"), ("0001-01-01 00:00:00", "Africa/Lagos")],
+    )
+    def test_outside_the_representable_years_is_a_format_error(self, text: str, zone: str) -> None:
+        with pytest.raises(VexoraResponseFormatError, match="outside the years 1-9999"):
+            _parse({"status": "0000", "successTime": text}, tz=ZoneInfo(zone))
+
+    @pytest.mark.parametrize(
+        ("text", "zone"),
+        [("9999-12-31 23:59:59", "Africa/Lagos"), ("0001-01-01 00:00:00", "America/Bogota")],
+    )
+    def test_extremes_that_exist_in_utc_parse(self, text: str, zone: str) -> None:
+        assert _parse({"status": "0000", "successTime": text}, tz=ZoneInfo(zone)).success_time is not None
 
 
 class TestParseBalance:
@@ -273,6 +382,17 @@ class TestDumpsExact:
         value = {"a": Decimal("1.50"), "b": [1, Decimal("2.0"), None, True], "c": "ü"}
         assert dumps_exact(value) == '{"a":1.50,"b":[1,2.0,null,true],"c":"ü"}'
 
+    def test_nested_and_empty_containers(self) -> None:
+        value = {"a": [{}, [], {"b": [Decimal("1E+2")]}], "c": {"d": None}}
+        assert dumps_exact(value) == '{"a":[{},[],{"b":[1E+2]}],"c":{"d":null}}'
+
+    def test_any_depth(self) -> None:
+        value: list[Any] = []
+        inner = value
+        for _ in range(5000):
+            inner.append([])
+            inner = inner[0]
+        assert dumps_exact(value) == _deep(5001)
 
 class TestValidatePayoutAmount:
     @pytest.mark.parametrize(

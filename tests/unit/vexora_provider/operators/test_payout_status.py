@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from decimal import Decimal
@@ -206,12 +207,39 @@ class TestPayoutStatusToSqlOperator:
         assert sorted(e[1] for e in errors) == sorted(["['nested']", "{'k': 1}", "None", "7"])
         assert {e[2] for e in errors} == {"VexoraInvalidTradeNoError"}
 
-    def test_amount_too_large_is_a_recorded_failure(self, warehouse: Path) -> None:
-        hook = FakeHook({"BIG": status("BIG", amount="12345678901234567.5")})
-        summary = make(hook, trade_nos=["BIG"], max_failed_ratio=1).execute({})
-        assert summary["failed"] == 1
-        assert rows(warehouse) == []
-        assert rows(warehouse, "vexora_payout_status_errors")[0][2] == "UnstorableValue"
+    def test_amounts_are_stored_digit_for_digit(self, warehouse: Path) -> None:
+        answers = {
+            t: status(t, amount=a) for t, a in [("S", "0.00004999"), ("P", "99.99999"), ("H", "1E+400")]
+        }
+        make(FakeHook(answers), trade_nos=list(answers)).execute({})
+        assert {r[1]: r[6] for r in rows(warehouse)} == {"S": "0.00004999", "P": "99.99999", "H": "1E+400"}
+
+    def test_a_value_the_table_cannot_hold_is_a_recorded_failure(self, warehouse: Path) -> None:
+        odd = status("ODD")
+        hook = FakeHook({"ODD": dataclasses.replace(odd, message="lone \ud800")})
+        summary = make(hook, trade_nos=["ODD", "FINE"], max_failed_ratio=1).execute({})
+        assert (summary["loaded"], summary["failed"], summary["unstorable"]) == (1, 1, 1)
+        (error,) = rows(warehouse, "vexora_payout_status_errors")
+        assert error[1:4] == (
+            "ODD",
+            "UnstorableValue",
+            "message: contains a lone surrogate (U+D800), which is not valid Unicode text",
+        )
+
+    def test_a_final_state_replaced_by_another_is_applied_and_logged(self, warehouse: Path) -> None:
+        make(FakeHook({"R": "success"}), trade_nos=["R"]).execute({})
+        op = make(FakeHook({"R": "failed"}), trade_nos=["R"], only_non_terminal=False)
+        with mock.patch.object(type(op), "log", new_callable=mock.PropertyMock) as log:
+            summary = op.execute({})
+        assert summary["reversals"] == 1
+        assert rows(warehouse)[0][4] == "failed"
+        log.return_value.warning.assert_any_call(mock.ANY, "R", "success", "failed")
+
+    def test_a_failure_beside_a_final_status_is_not_recorded(self, warehouse: Path) -> None:
+        make(FakeHook({"A": "success"}), trade_nos=["A"]).execute({})
+        summary = make(FakeHook({"A": failure("A")}), trade_nos=["A"], only_non_terminal=False).execute({})
+        assert (summary["failed"], summary["failures_superseded"]) == (0, 1)
+        assert rows(warehouse, "vexora_payout_status_errors") == []
 
     def test_trade_nos_sql(self, warehouse: Path) -> None:
         with sqlite3.connect(warehouse) as conn:

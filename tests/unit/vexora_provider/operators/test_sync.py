@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from typing import Any
 from unittest import mock
 
@@ -9,7 +10,7 @@ import pytest
 
 from tests.unit.vexora_provider.operators._fakes import FakeHook, failure
 from vexora_provider.operators._sync import FAILED_SAMPLE_SIZE, WarehouseSync
-from vexora_provider.warehouse import WarehouseError
+from vexora_provider.warehouse import BatchOutcome, Reversal, WarehouseError
 
 
 class StubWriter:
@@ -22,9 +23,11 @@ class StubWriter:
         self.batches: list[tuple[int, int]] = []
         self.writing = threading.Event()
         self.closed = False
+        self.created: bool | None = None
+        self.conflict_retries = 0
 
-    def create_tables(self) -> None:
-        pass
+    def prepare_tables(self, *, create: bool) -> None:
+        self.created = create
 
     def first_column(self, sql: str) -> list[str]:
         return ["Q1", "Q2"]
@@ -38,13 +41,18 @@ class StubWriter:
     def adapt_error(self, row: Any) -> Any:
         return row
 
-    def write_batch(self, statuses: list[Any], errors: list[Any], *, batch: int) -> None:
+    def write_batch(self, statuses: list[Any], errors: list[Any], *, batch: int) -> BatchOutcome:
         self.writing.set()
         if self.gate is not None:
             self.gate.wait(30)
         if batch == self.fail_on:
             raise WarehouseError("writing batch failed")
         self.batches.append((len(statuses), len(errors)))
+        return BatchOutcome(
+            loaded=len(statuses),
+            by_state=Counter(row.state for row in statuses),
+            failed=[row.trade_no for row in errors],
+        )
 
     def close(self) -> None:
         self.closed = True
@@ -112,3 +120,24 @@ class TestWarehouseSync:
             sync(FakeHook(), writer).run(trade_nos=[f"T{i}" for i in range(50)], trade_nos_sql=None)
         assert writer.closed
         assert writer.batches == [(10, 0)]
+
+    def test_outcomes_of_the_writer_are_counted_and_reversals_logged(self) -> None:
+        class Outcomes(StubWriter):
+            def write_batch(self, statuses: list[Any], errors: list[Any], *, batch: int) -> BatchOutcome:
+                super().write_batch(statuses, errors, batch=batch)
+                return BatchOutcome(
+                    loaded=len(statuses) - 1,
+                    by_state=Counter({"success": len(statuses) - 1}),
+                    failed=["T0"],
+                    superseded=2,
+                    unstorable=1,
+                    reversals=[Reversal("T1", "success", "failed")],
+                )
+
+        log = mock.Mock()
+        writer = Outcomes()
+        counters = sync(FakeHook(), writer, log=log).run(trade_nos=["T0", "T1", "T2"], trade_nos_sql=None)
+        assert (counters.loaded, counters.failed, counters.superseded) == (2, 1, 2)
+        assert (counters.unstorable, counters.reversals) == (1, 1)
+        assert writer.created is True
+        log.warning.assert_called_once_with(mock.ANY, "T1", "success", "failed")

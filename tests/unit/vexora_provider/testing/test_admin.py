@@ -57,6 +57,8 @@ class TestAdminApi:
                     "latency_ms": 0.0,
                     "retry_after": 1,
                     "hang_seconds": 30.0,
+                    "amount": "0.00004999",
+                    "depth": 400,
                 }
             ]
         }

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from vexora_provider.testing import FAULT_KINDS, ManualClock, RegionVariant, VexoraSimulator
+from vexora_provider.testing.hostile import HOSTILE_KINDS
 
 MERCHANT, SECRET = "3060414594", "dbecac55466b4958a2d06069fcf49e18"
 QUERY = "/v1/vexora/queryPayOutResult"
@@ -228,7 +229,8 @@ class TestGateway:
         [
             k
             for k in FAULT_KINDS
-            if k not in ("latency", "truncated", "hang", "reset") and not k.startswith("accept_then_")
+            if k not in ("latency", "truncated", "hang", "reset", *HOSTILE_KINDS)
+            and not k.startswith("accept_then_")
         ],
     )
     def test_faults_replace_the_answer(self, sim: VexoraSimulator, kind: str) -> None:
@@ -249,6 +251,34 @@ class TestGateway:
         assert sim.payout("T1").polls == 0
         assert sim.stats()["outcomes"]["queryPayOutResult"] == {kind: 1}
 
+    @pytest.mark.parametrize(
+        ("kind", "options", "field", "expected"),
+        [
+            ("surrogate_message", {}, "message", "lone \ud800 surrogate"),
+            ("nul_message", {}, "message", "nul \x00 inside"),
+            ("nul_status", {}, "status", "0000\x00"),
+            ("nul_platform_trade_no", {}, "platFormTradeNo", "VX\x00"),
+            ("deep_nesting", {"depth": 3}, "channelData", [[[]]]),
+            ("time_max", {}, "successTime", "9999-12-31 23:59:59"),
+            ("time_min", {}, "successTime", "0001-01-01 00:00:00"),
+            ("odd_amount", {"amount": '"1_000"'}, "amount", "1_000"),
+            ("odd_amount", {"amount": "1E+400"}, "amount", Decimal("1E+400")),
+        ],
+    )
+    def test_hostile_answers_alter_one_field_of_the_real_answer(
+        self, sim: VexoraSimulator, kind: str, options: dict[str, Any], field: str, expected: object
+    ) -> None:
+        sim.add_payout("T1", "failed")
+        sim.add_fault(kind, "queryPayOutResult", **options)
+        reply = sim.gateway.handle(
+            "POST", f"/nigeria{QUERY}", MERCHANT, json.dumps(body(tradeNo="T1")).encode()
+        )
+        data = json.loads(reply.body, parse_float=Decimal)["data"]
+        assert data[field] == expected
+        assert data["tradeNo"] == "T1"
+        assert data["status"] == ("0000\x00" if kind == "nul_status" else "00029")  # the real lifecycle
+        assert sim.payout("T1").polls == 1
+        assert sim.stats()["outcomes"]["queryPayOutResult"] == {kind: 1}
 
 class TestDisbursements:
     """``disbursements`` keeps one payout per (merchant, tradeNo), whatever goes wrong on the wire."""
