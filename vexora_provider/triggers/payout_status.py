@@ -143,7 +143,9 @@ class PayoutStatusTrigger(BaseTrigger):
         watch = self._watch()
         try:
             # One client for the whole run; leaving the block closes it, also on cancellation.
-            async with VexoraHook(self.vexora_conn_id).async_session() as session:
+            # Lineage is the task's to report (the triggerer runs no task): hook lineage off.
+            hook = VexoraHook(self.vexora_conn_id, hook_lineage=False)
+            async with hook.async_session() as session:
                 polls = 1  # the sensor polled once before deferring
                 while True:
                     delay = next_poll_delay(
