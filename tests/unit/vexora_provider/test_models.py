@@ -394,6 +394,7 @@ class TestDumpsExact:
             inner = inner[0]
         assert dumps_exact(value) == _deep(5001)
 
+
 class TestValidatePayoutAmount:
     @pytest.mark.parametrize(
         ("value", "sent"),

@@ -280,6 +280,7 @@ class TestGateway:
         assert sim.payout("T1").polls == 1
         assert sim.stats()["outcomes"]["queryPayOutResult"] == {kind: 1}
 
+
 class TestDisbursements:
     """``disbursements`` keeps one payout per (merchant, tradeNo), whatever goes wrong on the wire."""
 
