@@ -43,6 +43,7 @@ class Reply:
     :param action: ``None`` (answer normally), ``"truncated"`` (announce the full length, send
         half, close), ``"hang"`` (answer nothing for ``hang_seconds``, then close) or ``"reset"``
         (close with a TCP RST).
+    :param in_flight: whether the call counts as in flight until :meth:`Gateway.finished`.
     """
 
     status: int
@@ -52,6 +53,7 @@ class Reply:
     delay: float = 0.0
     action: str | None = None
     hang_seconds: float = 0.0
+    in_flight: bool = False
 
 
 @lru_cache(maxsize=64)
@@ -85,6 +87,10 @@ class Gateway:
     :param create_pending_polls: pending polls for payouts created through ``disbursements``.
     :param create_pending_seconds: pending seconds for payouts created through ``disbursements``.
     :param admin: handler for ``/_simulator/...`` paths (method, path, query, body).
+
+    An API call is in flight from :meth:`handle` until whoever carries out the reply (a server, a
+    transport) calls :meth:`finished`: delays and hangs count. ``in_flight_peak`` is the most
+    calls ever in flight at once, what a client-side cap on concurrency must keep bounded.
     """
 
     state: SimulatorState
@@ -99,6 +105,9 @@ class Gateway:
     requests: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     calls: dict[tuple[str, str], int] = field(default_factory=dict)
+    in_flight: int = 0
+    in_flight_peak: int = 0
+    connections: int = 0
 
     # -- entry point -------------------------------------------------------------------------
     def handle(self, method: str, path: str, merchant_no: str | None, body: bytes, query: str = "") -> Reply:
@@ -119,6 +128,9 @@ class Gateway:
         trade_no = fields.get("tradeNo") if isinstance(fields, dict) else None
         key = trade_no if isinstance(trade_no, str) else f"merchant:{merchant_no}"
         with self.state.lock:
+            self.in_flight += 1
+            if self.in_flight > self.in_flight_peak:
+                self.in_flight_peak = self.in_flight
             self.requests[endpoint] += 1
             nth = self.calls[endpoint, key] = self.calls.get((endpoint, key), 0) + 1
             delay, fault = self.faults.decide(self.state.seed, endpoint, key, nth)
@@ -131,7 +143,15 @@ class Gateway:
                     endpoint, reply.body[9:13].decode() if reply.status == 200 else str(reply.status)
                 ] += 1
         reply.delay += delay
+        reply.in_flight = True
         return reply
+
+    def finished(self, reply: Reply) -> None:
+        """The reply has been sent (or the connection dropped): its call is no longer in flight."""
+        if reply.in_flight:
+            reply.in_flight = False
+            with self.state.lock:
+                self.in_flight -= 1
 
     # -- envelopes ---------------------------------------------------------------------------
     def _now_ms(self) -> int:
@@ -287,3 +307,5 @@ class Gateway:
             self.requests.clear()
             self.outcomes.clear()
             self.calls.clear()
+            self.in_flight_peak = self.in_flight
+            self.connections = 0
