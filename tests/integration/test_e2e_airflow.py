@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,23 +26,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.airflow_support import AIRFLOW, free_port, stop_group
 from vexora_provider.testing import VexoraSimulator
 from vexora_provider.testing.server import SimulatorServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 DAGS = Path(__file__).parent / "dags"
-AIRFLOW = Path(sys.executable).parent / "airflow"
 SECRET = "e2e-app-secret-4f1c9a7be2d3"
 SETTLES, FAILS = "vexora_e2e_settles", "vexora_e2e_fails"
 SENSOR = "wait_for_payouts"
 DEADLINE = 300.0  # seconds for Airflow to start and both DAG runs to finish
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Standalone:
@@ -80,37 +72,8 @@ class Standalone:
 
     def stop(self) -> None:
         """Stop every process of the group: components can outlive standalone after SIGTERM."""
-        if self.process is None:
-            return
-        group = self.process.pid
-        for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
-            try:
-                os.killpg(group, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and self._group_alive(group):
-                self.process.poll()  # reap the leader so it does not count as alive
-                time.sleep(0.2)
-            if not self._group_alive(group):
-                break
-        self.process.wait(10)
-
-    @staticmethod
-    def _group_alive(group: int) -> bool:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return False
-        # Zombies still answer signal 0: only count members that are really running.
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[2]) == group and fields[0] != "Z":
-                return True
-        return False
+        if self.process is not None:
+            stop_group(self.process)
 
     def tail(self, lines: int = 60) -> str:
         text = self.output.read_text(errors="replace") if self.output.exists() else "(no output)"
