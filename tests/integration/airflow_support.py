@@ -149,23 +149,17 @@ def postgres_databases(server_dsn: str, *suffixes: str) -> Iterator[list[str]]:
                 conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
-def celery_env(
-    *, home: Path, dags: Path, metadata_dsn: str, broker_url: str, connections: dict[str, str]
-) -> dict[str, Any]:
-    """The environment of a CeleryExecutor deployment in ``home`` (a queue of its own)."""
+def deployment_env(
+    *, home: Path, dags: Path, metadata_dsn: str, connections: dict[str, str], executor: str = "LocalExecutor"
+) -> dict[str, str]:
+    """The environment of an Airflow deployment in ``home`` on a PostgreSQL metadata database."""
     api_port = free_port()
-    sqlalchemy = metadata_dsn.replace("postgresql://", "postgresql+psycopg2://", 1)
     env = {
         **os.environ,
         "PATH": f"{AIRFLOW.parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy,
-        "AIRFLOW__CELERY__BROKER_URL": broker_url,
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{sqlalchemy}",
-        # The result rows then name the worker (its Celery hostname) that ran each task.
-        "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps({"result_extended": True}),
-        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": f"vexora-{uuid.uuid4().hex[:8]}",
+        "AIRFLOW__CORE__EXECUTOR": executor,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy(metadata_dsn),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -183,6 +177,52 @@ def celery_env(
     }
     env.pop("AIRFLOW_CONFIG", None)
     return env
+
+
+def _sqlalchemy(dsn: str) -> str:
+    return dsn.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+def celery_env(
+    *, home: Path, dags: Path, metadata_dsn: str, broker_url: str, connections: dict[str, str]
+) -> dict[str, str]:
+    """The environment of a CeleryExecutor deployment in ``home`` (a queue of its own)."""
+    env = deployment_env(
+        home=home, dags=dags, metadata_dsn=metadata_dsn, connections=connections, executor="CeleryExecutor"
+    )
+    env.update(
+        {
+            "AIRFLOW__CELERY__BROKER_URL": broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{_sqlalchemy(metadata_dsn)}",
+            # The result rows then name the worker (its Celery hostname) that ran each task.
+            "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps({"result_extended": True}),
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": f"vexora-{uuid.uuid4().hex[:8]}",
+        }
+    )
+    return env
+
+
+@contextmanager
+def simulator_process(info_dir: Path, *args: str) -> Iterator[dict[str, Any]]:
+    """``vexora-simulator serve <args>`` in its own process group; yield its info (URLs, credentials)."""
+    info_file = info_dir / "simulator.json"
+    command = [str(AIRFLOW.parent / "vexora-simulator"), "serve", "--info-file", str(info_file), *args]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not info_file.exists():
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"the simulator exited: {process.stderr.read().decode() if process.stderr else ''}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError("the simulator did not start")
+            time.sleep(0.1)
+        yield json.loads(info_file.read_text())
+    finally:
+        stop_group(process)
 
 
 def start_celery_workers(components: Components, names: list[str], concurrency: int) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -39,8 +38,8 @@ from tests.integration.airflow_support import (
     Components,
     celery_env,
     postgres_databases,
+    simulator_process,
     start_celery_workers,
-    stop_group,
 )
 from tests.integration.operator_support import db_hook, dsn_connection
 from vexora_provider.operators.payout_status import DEFAULT_TABLE
@@ -97,26 +96,14 @@ class Deployment:
 @pytest.fixture(scope="module")
 def simulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """``vexora-simulator serve`` in its own process: the payouts, 10 ms per call."""
-    info_file = tmp_path_factory.mktemp("celery-simulator") / "info.json"
-    process = subprocess.Popen(
-        [
-            str(SIMULATOR),
-            "serve",
-            *("--seed", "15", "--secret", SECRET, "--payouts", str(TRADES)),
-            *("--mix", "success=0.6,partial=0.1,failed=0.15,pending=0.15"),
-            *("--latency-ms", "10", "--region", "indonesia", "--info-file", str(info_file)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not info_file.exists():
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-            assert time.monotonic() < deadline, "the simulator did not start"
-            time.sleep(0.1)
-        info = json.loads(info_file.read_text())
+    if not SIMULATOR.exists():
+        pytest.skip(f"no vexora-simulator executable next to {sys.executable}")
+    with simulator_process(
+        tmp_path_factory.mktemp("celery-simulator"),
+        *("--seed", "15", "--secret", SECRET, "--payouts", str(TRADES)),
+        *("--mix", "success=0.6,partial=0.1,failed=0.15,pending=0.15"),
+        *("--latency-ms", "10", "--region", "indonesia"),
+    ) as info:
         for trade_no, final in GATE.items():
             httpx.post(
                 f"{info['admin_url']}payouts",
@@ -124,8 +111,6 @@ def simulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
                 timeout=10,
             ).raise_for_status()
         yield info
-    finally:
-        stop_group(process)
 
 
 def _fill_warehouse(dsn: str) -> None:
@@ -155,8 +140,6 @@ def deployment(
     celery_broker_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployment]:
-    if not SIMULATOR.exists():
-        pytest.skip(f"no vexora-simulator executable next to {sys.executable}")
     home = tmp_path_factory.mktemp("airflow-celery")
     dags = home / "dags"
     dags.mkdir()

@@ -29,6 +29,7 @@ from vexora_provider.hooks import _retry
 __all__ = [
     "HIT",
     "RESET",
+    "WAITS",
     "WAKE_WAIT",
     "AwaitRelease",
     "BudgetPlan",
@@ -139,6 +140,8 @@ class RateOp:
 
 Op = Script | Sleep | AwaitRelease | RateOp
 HIT, RESET = RateOp("hit"), RateOp("reset")
+#: The steps that wait: within one process, only one request at a time waits on Redis.
+WAITS = (Sleep, AwaitRelease)
 
 
 def _take_slot(plan: BudgetPlan, lease_id: str) -> Generator[Op, object, None]:

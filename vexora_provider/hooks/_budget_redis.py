@@ -27,6 +27,7 @@ from vexora_provider.exceptions import VexoraBudgetError
 from vexora_provider.hooks import _retry
 from vexora_provider.hooks._budget import (
     HIT,
+    WAITS,
     AwaitRelease,
     BudgetPlan,
     Op,
@@ -283,8 +284,24 @@ class SharedBudget:
         """Block until the budget lets one more request go; the slot must be given back after it."""
         plan, store = self.plan, self._store
         lease_id = uuid.uuid4().hex
-        with store.lock(plan.key), storage_errors(plan, "waiting for a request slot"):
-            held = run(acquire_steps(plan, lease_id), lambda op: store.perform(plan, op))
+        lock = store.lock(plan.key)
+        # Behind this process's waiters if there are any; else straight to Redis, taking the lock
+        # only once this request has to wait too.
+        locked = lock.locked() and lock.acquire()
+
+        def perform(op: Op) -> object:
+            nonlocal locked
+            if not locked and isinstance(op, WAITS):
+                locked = lock.acquire()
+                return None  # the wait for the lock may have been the wait: look again first
+            return store.perform(plan, op)
+
+        try:
+            with storage_errors(plan, "waiting for a request slot"):
+                held = run(acquire_steps(plan, lease_id), perform)
+        finally:
+            if locked:
+                lock.release()
         return _Lease(self, lease_id) if held else None
 
     def give_back(self, lease_id: str) -> None:
@@ -317,9 +334,22 @@ class AsyncSharedBudget:
         """Wait until the budget lets one more request go; the slot must be given back after it."""
         plan, store = self.plan, self._store
         lease_id = uuid.uuid4().hex
-        async with store.lock(plan.key):
+        lock = store.lock(plan.key)
+        locked = lock.locked() and await lock.acquire()  # as in SharedBudget.acquire
+
+        async def perform(op: Op) -> object:
+            nonlocal locked
+            if not locked and isinstance(op, WAITS):
+                locked = await lock.acquire()
+                return None
+            return await store.perform(plan, op)
+
+        try:
             with storage_errors(plan, "waiting for a request slot"):
-                held = await arun(acquire_steps(plan, lease_id), lambda op: store.perform(plan, op))
+                held = await arun(acquire_steps(plan, lease_id), perform)
+        finally:
+            if locked:
+                lock.release()
         return _AsyncLease(self, lease_id) if held else None
 
     async def give_back(self, lease_id: str) -> None:
