@@ -25,7 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import psycopg
 
@@ -35,13 +34,13 @@ sys.path.insert(0, str(ROOT))
 from tests.integration.airflow_support import (  # noqa: E402
     Components,
     celery_env,
+    create_status_tables,
     postgres_databases,
     simulator_process,
     start_celery_workers,
 )
-from tests.integration.operator_support import db_hook, dsn_connection  # noqa: E402
+from tests.integration.operator_support import dsn_connection  # noqa: E402
 from vexora_provider.operators.payout_status import DEFAULT_TABLE  # noqa: E402
-from vexora_provider.warehouse import TableName, writer_for  # noqa: E402
 
 DAG_ID = "example_vexora_mapped_sync"
 
@@ -52,13 +51,7 @@ def fill_warehouse(dsn: str, trades: int) -> None:
         with conn.cursor().copy("copy payouts (trade_no) from stdin") as copy:
             for i in range(trades):
                 copy.write_row((f"SIM{i:08d}",))
-    # Created up front, as the Celery test does: first batches racing on CREATE TABLE can collide.
-    with mock.patch.dict(os.environ, {"AIRFLOW_CONN_VEXORA_WAREHOUSE": dsn_connection(dsn, "postgres")}):
-        writer = writer_for(db_hook("vexora_warehouse"), TableName.parse(DEFAULT_TABLE))
-        try:
-            writer.create_tables()
-        finally:
-            writer.close()
+    create_status_tables(dsn)
 
 
 def one_run(components: Components, meta: str, warehouse: str, trades: int, number: int) -> dict[str, Any]:

@@ -149,17 +149,13 @@ def postgres_databases(server_dsn: str, *suffixes: str) -> Iterator[list[str]]:
                 conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
-def deployment_env(
-    *, home: Path, dags: Path, metadata_dsn: str, connections: dict[str, str], executor: str = "LocalExecutor"
-) -> dict[str, str]:
-    """The environment of an Airflow deployment in ``home`` on a PostgreSQL metadata database."""
+def base_env(home: Path, dags: Path) -> dict[str, str]:
+    """What every test deployment sets: its own home and DAGs, free loopback ports, no examples."""
     api_port = free_port()
     env = {
         **os.environ,
         "PATH": f"{AIRFLOW.parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__EXECUTOR": executor,
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy(metadata_dsn),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
@@ -167,16 +163,50 @@ def deployment_env(
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-        "AIRFLOW__API_AUTH__JWT_SECRET": f"vexora-celery-jwt-{uuid.uuid4().hex}",
+        "AIRFLOW__API_AUTH__JWT_SECRET": f"vexora-test-jwt-{uuid.uuid4().hex}",
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+    }
+    env.pop("AIRFLOW_CONFIG", None)
+    return env
+
+
+def deployment_env(
+    *, home: Path, dags: Path, metadata_dsn: str, connections: dict[str, str], executor: str = "LocalExecutor"
+) -> dict[str, str]:
+    """The environment of an Airflow deployment in ``home`` on a PostgreSQL metadata database."""
+    return {
+        **base_env(home, dags),
+        "AIRFLOW__CORE__EXECUTOR": executor,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy(metadata_dsn),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "1200",
         **{f"AIRFLOW_CONN_{conn_id.upper()}": value for conn_id, value in connections.items()},
     }
-    env.pop("AIRFLOW_CONFIG", None)
-    return env
+
+
+def create_status_tables(warehouse_dsn: str) -> None:
+    """
+    Create the sync operator's status tables with its own DDL, before batches start at once.
+
+    Batches starting together would each run ``CREATE TABLE IF NOT EXISTS``, and PostgreSQL lets
+    concurrent ones collide in its catalog (a unique violation on ``pg_type``): a first-run race
+    of the operator, not something scale-out tests are about.
+    """
+    from unittest import mock
+
+    from tests.integration.operator_support import db_hook, dsn_connection
+    from vexora_provider.operators.payout_status import DEFAULT_TABLE
+    from vexora_provider.warehouse import TableName, writer_for
+
+    conn = dsn_connection(warehouse_dsn, "postgres")
+    with mock.patch.dict(os.environ, {"AIRFLOW_CONN_VEXORA_STATUS_TABLES": conn}):
+        writer = writer_for(db_hook("vexora_status_tables"), TableName.parse(DEFAULT_TABLE))
+        try:
+            writer.create_tables()
+        finally:
+            writer.close()
 
 
 def _sqlalchemy(dsn: str) -> str:

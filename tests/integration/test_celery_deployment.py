@@ -19,7 +19,6 @@ secret is in no log.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -28,7 +27,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import httpx
 import psycopg
@@ -37,13 +35,12 @@ import pytest
 from tests.integration.airflow_support import (
     Components,
     celery_env,
+    create_status_tables,
     postgres_databases,
     simulator_process,
     start_celery_workers,
 )
-from tests.integration.operator_support import db_hook, dsn_connection
-from vexora_provider.operators.payout_status import DEFAULT_TABLE
-from vexora_provider.warehouse import TableName, writer_for
+from tests.integration.operator_support import dsn_connection
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.celery]
 
@@ -121,15 +118,7 @@ def _fill_warehouse(dsn: str) -> None:
                 copy.write_row((f"SIM{i:08d}", "bulk"))
             for trade_no in GATE:
                 copy.write_row((trade_no, "gate"))
-    # The status tables up front, with the operator's own DDL: the first batches starting at once
-    # would each run CREATE TABLE IF NOT EXISTS, and PostgreSQL lets concurrent ones collide in its
-    # catalog (a unique violation on pg_type) -- a first-run race of the operator, not of scale-out.
-    with mock.patch.dict(os.environ, {"AIRFLOW_CONN_VEXORA_WAREHOUSE": dsn_connection(dsn, "postgres")}):
-        writer = writer_for(db_hook("vexora_warehouse"), TableName.parse(DEFAULT_TABLE))
-        try:
-            writer.create_tables()
-        finally:
-            writer.close()
+    create_status_tables(dsn)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ test process. Both DAGs start by themselves (``@once``). The test proves that:
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.airflow_support import AIRFLOW, free_port, stop_group
+from tests.integration.airflow_support import AIRFLOW, base_env, stop_group
 from vexora_provider.testing import VexoraSimulator
 from vexora_provider.testing.server import SimulatorServer
 
@@ -111,22 +110,8 @@ def airflow_run(
     if not AIRFLOW.exists():
         pytest.skip(f"no airflow executable next to {sys.executable}")
     home = tmp_path_factory.mktemp("airflow-e2e")
-    api_port = free_port()
     env = {
-        **os.environ,
-        "PATH": f"{AIRFLOW.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-        "AIRFLOW__API_AUTH__JWT_SECRET": "vexora-e2e-jwt-secret-0123456789abcdef",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        **base_env(home, DAGS),
         "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False",  # the DAG asks for deferral itself
         "AIRFLOW_CONN_VEXORA_DEFAULT": simulator.airflow_connection("nigeria", max_attempts=2),
     }
