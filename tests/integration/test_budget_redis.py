@@ -201,6 +201,27 @@ class TestLeases:
         assert asyncio.run(main()) >= 0.4
 
 
+class TestConnectionTest:
+    def test_reports_the_budget(
+        self, served: SimulatorServer, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        connect(monkeypatch, served, budget_storage=redis_url, max_in_flight=4)
+        ok, message = VexoraHook().test_connection()
+        assert ok, message
+        assert "at most 4 in flight, across every task and trigger (storage answers)" in message
+
+    def test_fails_without_its_storage(
+        self, served: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        connect(monkeypatch, served, budget_storage=f"redis://:hunter2@127.0.0.1:{free_port()}/0")
+        ok, message = VexoraHook().test_connection()
+        assert not ok
+        assert message.startswith("VexoraBudgetError: ")
+        assert "budget_storage" in message
+        assert "hunter2" not in message
+        assert served.sim.stats()["total"] == 0
+
+
 class TestStorageUnreachable:
     @pytest.fixture
     def dead_storage(self, served: SimulatorServer, monkeypatch: pytest.MonkeyPatch) -> str:

@@ -304,6 +304,11 @@ class SharedBudget:
                 lock.release()
         return _Lease(self, lease_id) if held else None
 
+    def check(self) -> None:
+        """Ping the storage; raise :class:`VexoraBudgetError` naming it if it cannot be used."""
+        with storage_errors(self.plan, "answering a ping"):
+            self._store.client.ping()
+
     def give_back(self, lease_id: str) -> None:
         """Free a slot; a failure only logs (the lease expires by itself)."""
         try:

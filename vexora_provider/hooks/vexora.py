@@ -205,10 +205,18 @@ class VexoraHook(BaseHook):
         return runner.run(runner.driver.balance_call())
 
     def test_connection(self) -> tuple[bool, str]:
-        """Query the balance once (read-only, own short timeout) and report what was found; never raises."""
+        """
+        Query the balance once (read-only, own short timeout) and report what was found; never raises.
+
+        With ``budget_storage`` set, the storage must answer a ping first: a connection whose
+        budget cannot be used fails every task, so its test fails too.
+        """
         try:
             config = self.config
             network = self._network
+            plan = BudgetPlan.of(config)
+            if plan is not None:
+                sync_budget(plan).check()
             client = httpx_client(
                 config, network, transport=self._transport, timeout_cap=TEST_CONNECTION_TIMEOUT
             )
@@ -228,6 +236,8 @@ class VexoraHook(BaseHook):
             f"Connected to {config.base_url} as merchant {config.merchant_no} (queryBalance OK, "
             f"{network.describe()}); {config.region_report()}"
         )
+        if plan is not None:
+            message += f"; {plan.describe()} (storage answers)"
         warning = config.region_warning()
         return True, f"{message}. Warning: {warning}" if warning else message
 
