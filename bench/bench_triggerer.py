@@ -75,7 +75,9 @@ class Triggerer:
     """The triggerer's process group, measured with psutil."""
 
     def __init__(self, components: Components) -> None:
-        self.group = components.processes["triggerer"].pid
+        process = components.processes["triggerer"].process
+        assert process is not None
+        self.group = process.pid
         self.peak_rss = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

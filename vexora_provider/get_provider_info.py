@@ -25,11 +25,42 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Vexora", "python-modules": ["vexora_provider.sensors.payout_status"]}
         ],
         "triggers": [
-            {"integration-name": "Vexora", "python-modules": ["vexora_provider.triggers.payout_status"]}
+            {
+                "integration-name": "Vexora",
+                "python-modules": [
+                    "vexora_provider.triggers.payout_status",
+                    "vexora_provider.triggers.settlement",
+                ],
+            }
         ],
         "operators": [
             {"integration-name": "Vexora", "python-modules": ["vexora_provider.operators.payout_status"]}
         ],
+        # The callback plugin is registered through the ``airflow.plugins`` entry point only: a
+        # "plugins" entry here would load it a second time where lazy provider discovery is off.
+        "asset-uris": [
+            {
+                "schemes": ["vexora"],
+                "handler": "vexora_provider.assets.sanitize_uri",
+                "factory": "vexora_provider.assets.create_asset",
+                "to_openlineage_converter": "vexora_provider.assets.convert_asset_to_openlineage",
+            }
+        ],
+        "config": {
+            "vexora": {
+                "description": "The Vexora callback receiver on the API server.",
+                "options": {
+                    "callback_dedupe_days": {
+                        "description": "Days a received callback is remembered, so a redelivery of it "
+                        "creates no second asset event. Vexora retries a callback for 24 hours.",
+                        "version_added": "0.1.0",
+                        "type": "integer",
+                        "example": "7",
+                        "default": "7",
+                    },
+                },
+            }
+        },
         "connection-types": [
             {
                 "connection-type": "vexora",

@@ -1,9 +1,12 @@
-"""Real Airflow components for the end-to-end tests and benchmarks: processes, ports, databases.
+"""Real Airflow processes for tests and benchmarks: ``airflow standalone``, ``airflow api-server``,
+and deployments of separate components (scheduler, dag-processor, API server, triggerer, Celery
+workers).
 
-Each component is ``airflow <command>`` in its own process group (components fork children that
-can outlive their parent), with its output in a file of the Airflow home. The Celery helpers build
-the environment of a CeleryExecutor deployment: PostgreSQL as metadata database and result
-backend, Redis as broker, a queue of its own so concurrent runs never take each other's tasks.
+Each runs in an isolated ``AIRFLOW_HOME`` on free loopback ports, in its own process group, and is
+stopped group-wide. The metadata database is SQLite in that home, a PostgreSQL schema (through
+``search_path``) on a server the caller names, or PostgreSQL databases made for the run. A Celery
+deployment uses PostgreSQL as metadata database and result backend and Redis as broker, with a
+queue of its own so concurrent runs never take each other's tasks.
 """
 
 from __future__ import annotations
@@ -12,17 +15,21 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
 
 AIRFLOW = Path(sys.executable).parent / "airflow"
+JWT_SECRET = "vexora-test-jwt-secret-0123456789abcdef"
 
 
 def free_port() -> int:
@@ -32,11 +39,12 @@ def free_port() -> int:
 
 
 def group_alive(group: int) -> bool:
-    """Whether a process of the group is still running (zombies do not count)."""
+    """Whether a process of the group is still running."""
     try:
         os.killpg(group, 0)
     except ProcessLookupError:
         return False
+    # Zombies still answer signal 0: only count members that are really running.
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
@@ -47,10 +55,10 @@ def group_alive(group: int) -> bool:
     return False
 
 
-def stop_group(process: subprocess.Popen[bytes], term_grace: float = 15.0) -> None:
-    """SIGTERM the process group of ``process``, then SIGKILL what is left; reap the leader."""
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group led by ``process``, SIGKILL what is left; reap the leader."""
     group = process.pid
-    for sig, grace in ((signal.SIGTERM, term_grace), (signal.SIGKILL, 10.0)):
+    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(group, sig)
         except ProcessLookupError:
@@ -64,9 +72,166 @@ def stop_group(process: subprocess.Popen[bytes], term_grace: float = 15.0) -> No
     process.wait(10)
 
 
+def postgres_url(dsn: str, schema: str) -> str:
+    """SQLAlchemy URL of ``dsn`` with every unqualified name resolved in ``schema``."""
+    base = dsn.replace("postgresql://", "postgresql+psycopg2://", 1)
+    return f"{base}?options={quote(f'-csearch_path={schema}')}"
+
+
+def consumer_dag(dag_id: str, merchant_no: str) -> str:
+    """The source of a DAG scheduled on a merchant's payouts asset, with one no-op task."""
+    return f"""
+import pendulum
+from airflow.sdk import DAG, task
+
+from vexora_provider.assets import payouts_asset
+
+with DAG("{dag_id}", schedule=[payouts_asset("{merchant_no}")],
+         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
+
+    @task
+    def book(): ...
+
+    book()
+"""
+
+
+def airflow_env(home: Path, dags: Path, api_port: int, **extra: str) -> dict[str, str]:
+    """The environment of every Airflow process of one isolated deployment."""
+    env = {
+        **os.environ,
+        "PATH": f"{AIRFLOW.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": JWT_SECRET,
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # The default 5 s fails task starts when the 2 cores are busy with other jobs.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+        **extra,
+    }
+    env.pop("AIRFLOW_CONFIG", None)
+    return env
+
+
+def airflow_cli(env: dict[str, str], *args: str, timeout: float = 300) -> str:
+    """Run ``airflow <args>`` and return its output; fail with the output's tail."""
+    done = subprocess.run([str(AIRFLOW), *args], env=env, capture_output=True, timeout=timeout, check=False)
+    output = (done.stdout + done.stderr).decode(errors="replace")
+    if done.returncode != 0:
+        raise RuntimeError(f"airflow {' '.join(args)} exited {done.returncode}:\n{output[-3000:]}")
+    return output
+
+
+class AirflowProcess:
+    """
+    One long-running Airflow command in its own process group, output to a file.
+
+    :param env: the environment (see :func:`airflow_env`).
+    :param args: the ``airflow`` subcommand and options.
+    :param output: where stdout and stderr go.
+    """
+
+    def __init__(self, env: dict[str, str], args: Sequence[str], output: Path) -> None:
+        self.env = env
+        self.args = list(args)
+        self.output = output
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.output.open("wb") as out:
+            self.process = subprocess.Popen(
+                [str(AIRFLOW), *self.args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # one process group: components fork workers
+            )
+
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def stop(self) -> None:
+        """Stop every process of the group: components can outlive their parent after SIGTERM."""
+        if self.process is not None:
+            stop_group(self.process)
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace") if self.output.exists() else "(no output)"
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.text().splitlines()[-lines:])
+
+
+class Standalone(AirflowProcess):
+    """
+    ``airflow standalone`` (API server, scheduler, triggerer, dag-processor) and its SQLite database.
+
+    :param home: the isolated ``AIRFLOW_HOME``.
+    :param env: the environment of every Airflow process.
+    """
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        super().__init__(env, ["standalone"], home / "standalone.out")
+        self.home = home
+
+    def migrate(self) -> None:
+        # airflow.cfg and the metadata DB must exist before standalone forks its components.
+        airflow_cli(self.env, "db", "migrate")
+
+    def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+        db = self.home / "airflow.db"
+        if not db.exists():
+            return []
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+                return conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:
+            return []  # locked or not migrated yet: ask again on the next round
+
+    def task_states(self) -> dict[tuple[str, str], str | None]:
+        rows = self.query("select dag_id, task_id, state from task_instance")
+        return {(str(d), str(t)): (None if s is None else str(s)) for d, t, s in rows}
+
+
+class ApiServer(AirflowProcess):
+    """
+    ``airflow api-server`` on a free loopback port.
+
+    :param env: the environment (its ``AIRFLOW__API__PORT`` is the port).
+    :param output: where its output goes.
+    :param workers: uvicorn worker processes.
+    """
+
+    def __init__(self, env: dict[str, str], output: Path, *, workers: int = 1) -> None:
+        self.port = int(env["AIRFLOW__API__PORT"])
+        super().__init__(env, ["api-server", "--port", str(self.port), "--workers", str(workers)], output)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.exited():
+                raise RuntimeError(f"airflow api-server exited:\n{self.tail()}")
+            try:
+                if httpx.get(f"{self.url}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"airflow api-server not ready in {timeout:.0f}s:\n{self.tail()}")
+
+
 class Components:
     """
-    Airflow components of one deployment, each in its own process group.
+    The components of one deployment, each an :class:`AirflowProcess` named after its role.
 
     :param home: the ``AIRFLOW_HOME`` (outputs go to ``<home>/<name>.out``).
     :param env: the environment of every component.
@@ -75,46 +240,29 @@ class Components:
     def __init__(self, home: Path, env: dict[str, str]) -> None:
         self.home = home
         self.env = env
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes: dict[str, AirflowProcess] = {}
 
     def airflow(self, *args: str, timeout: float = 300) -> str:
         """Run one ``airflow`` command to its end; return its output, fail with it."""
-        done = subprocess.run(
-            [str(AIRFLOW), *args], env=self.env, capture_output=True, timeout=timeout, check=False
-        )
-        output = (done.stdout + done.stderr).decode(errors="replace")
-        assert done.returncode == 0, f"airflow {' '.join(args)} failed:\n{output[-3000:]}"
-        return output
+        return airflow_cli(self.env, *args, timeout=timeout)
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+    def start(self, name: str, *args: str) -> AirflowProcess:
         """Start ``airflow <args>`` as component ``name``."""
-        with (self.home / f"{name}.out").open("wb") as out:
-            self.processes[name] = subprocess.Popen(
-                [str(AIRFLOW), *args],
-                env={**self.env, **(env or {})},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def output(self, name: str) -> str:
-        path = self.home / f"{name}.out"
-        return path.read_text(errors="replace") if path.exists() else ""
+        process = self.processes[name] = AirflowProcess(self.env, args, self.home / f"{name}.out")
+        process.start()
+        return process
 
     def tail(self, lines: int = 40) -> str:
-        return "\n".join(
-            f"--- {name} ---\n" + "\n".join(self.output(name).splitlines()[-lines:])
-            for name in self.processes
-        )
+        return "\n".join(f"--- {name} ---\n{p.tail(lines)}" for name, p in self.processes.items())
 
     def check_running(self) -> None:
         """Fail, with every component's last lines, if one has exited."""
-        dead = [name for name, process in self.processes.items() if process.poll() is not None]
+        dead = [name for name, process in self.processes.items() if process.exited()]
         assert not dead, f"{dead} exited early:\n{self.tail()}"
 
     def wait_for_output(self, name: str, text: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while text not in self.output(name):
+        while text not in self.processes[name].text():
             self.check_running()
             assert time.monotonic() < deadline, f"{name} never printed {text!r}:\n{self.tail()}"
             time.sleep(0.5)
@@ -122,7 +270,7 @@ class Components:
     def stop(self, name: str) -> None:
         process = self.processes.pop(name, None)
         if process is not None:
-            stop_group(process)
+            process.stop()
 
     def stop_all(self) -> None:
         for name in list(self.processes):
@@ -149,41 +297,20 @@ def postgres_databases(server_dsn: str, *suffixes: str) -> Iterator[list[str]]:
                 conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
-def base_env(home: Path, dags: Path) -> dict[str, str]:
-    """What every test deployment sets: its own home and DAGs, free loopback ports, no examples."""
-    api_port = free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{AIRFLOW.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-        "AIRFLOW__API_AUTH__JWT_SECRET": f"vexora-test-jwt-{uuid.uuid4().hex}",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-    }
-    env.pop("AIRFLOW_CONFIG", None)
-    return env
-
-
 def deployment_env(
     *, home: Path, dags: Path, metadata_dsn: str, connections: dict[str, str], executor: str = "LocalExecutor"
 ) -> dict[str, str]:
-    """The environment of an Airflow deployment in ``home`` on a PostgreSQL metadata database."""
-    return {
-        **base_env(home, dags),
-        "AIRFLOW__CORE__EXECUTOR": executor,
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy(metadata_dsn),
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "1200",
+    """The environment of a deployment of separate components on a PostgreSQL metadata database."""
+    return airflow_env(
+        home,
+        dags,
+        free_port(),
+        AIRFLOW__CORE__EXECUTOR=executor,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=_sqlalchemy(metadata_dsn),
+        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+        AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT="1200",
         **{f"AIRFLOW_CONN_{conn_id.upper()}": value for conn_id, value in connections.items()},
-    }
+    )
 
 
 def create_status_tables(warehouse_dsn: str) -> None:

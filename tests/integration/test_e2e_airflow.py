@@ -15,9 +15,6 @@ test process. Both DAGs start by themselves (``@once``). The test proves that:
 from __future__ import annotations
 
 import json
-import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -25,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.airflow_support import AIRFLOW, base_env, stop_group
+from tests.integration.airflow_support import AIRFLOW, Standalone, airflow_env, free_port
 from vexora_provider.testing import VexoraSimulator
 from vexora_provider.testing.server import SimulatorServer
 
@@ -36,61 +33,6 @@ SECRET = "e2e-app-secret-4f1c9a7be2d3"
 SETTLES, FAILS = "vexora_e2e_settles", "vexora_e2e_fails"
 SENSOR = "wait_for_payouts"
 DEADLINE = 300.0  # seconds for Airflow to start and both DAG runs to finish
-
-
-class Standalone:
-    """
-    ``airflow standalone`` in its own process group, and read-only views of its home.
-
-    :param home: the isolated ``AIRFLOW_HOME``.
-    :param env: the environment of every Airflow process.
-    """
-
-    def __init__(self, home: Path, env: dict[str, str]) -> None:
-        self.home = home
-        self.env = env
-        self.output = home / "standalone.out"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def migrate(self) -> None:
-        # airflow.cfg and the metadata DB must exist before standalone forks its components.
-        done = subprocess.run(
-            [str(AIRFLOW), "db", "migrate"], env=self.env, capture_output=True, timeout=300, check=False
-        )
-        assert done.returncode == 0, done.stderr.decode()[-3000:]
-
-    def start(self) -> None:
-        with self.output.open("wb") as out:
-            self.process = subprocess.Popen(
-                [str(AIRFLOW), "standalone"],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # one process group: standalone spawns one per component
-            )
-
-    def stop(self) -> None:
-        """Stop every process of the group: components can outlive standalone after SIGTERM."""
-        if self.process is not None:
-            stop_group(self.process)
-
-    def tail(self, lines: int = 60) -> str:
-        text = self.output.read_text(errors="replace") if self.output.exists() else "(no output)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
-        db = self.home / "airflow.db"
-        if not db.exists():
-            return []
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-                return conn.execute(sql, args).fetchall()
-        except sqlite3.OperationalError:
-            return []  # locked or not migrated yet: ask again on the next round
-
-    def task_states(self) -> dict[tuple[str, str], str | None]:
-        rows = self.query("select dag_id, task_id, state from task_instance")
-        return {(str(d), str(t)): (None if s is None else str(s)) for d, t, s in rows}
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +50,15 @@ def airflow_run(
     simulator: SimulatorServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Standalone, dict[tuple[str, str], set[str]]]]:
     if not AIRFLOW.exists():
-        pytest.skip(f"no airflow executable next to {sys.executable}")
+        pytest.skip(f"no airflow executable at {AIRFLOW}")
     home = tmp_path_factory.mktemp("airflow-e2e")
-    env = {
-        **base_env(home, DAGS),
-        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False",  # the DAG asks for deferral itself
-        "AIRFLOW_CONN_VEXORA_DEFAULT": simulator.airflow_connection("nigeria", max_attempts=2),
-    }
-    env.pop("AIRFLOW_CONFIG", None)
+    env = airflow_env(
+        home,
+        DAGS,
+        free_port(),
+        AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="False",  # the DAG asks for deferral itself
+        AIRFLOW_CONN_VEXORA_DEFAULT=simulator.airflow_connection("nigeria", max_attempts=2),
+    )
     airflow = Standalone(home, env)
     airflow.migrate()
     airflow.start()

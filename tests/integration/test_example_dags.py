@@ -29,12 +29,14 @@ class TestExampleDags:
             "example_vexora_warehouse_sync",
             "example_vexora_sensor_gated",
             "example_vexora_mapped_sync",
+            "example_vexora_settlement_events",
         }
 
     def test_connection_ids_come_from_params(self, dagbag: Any) -> None:
         for dag_id in dagbag.dag_ids:
             dag = dagbag.dags[dag_id]
-            assert dag.params["vexora_conn_id"] == "vexora_default"
+            if dag_id != "example_vexora_settlement_events":  # scheduled on an asset: no gateway call
+                assert dag.params["vexora_conn_id"] == "vexora_default"
             assert dag.params["warehouse_conn_id"] == "vexora_warehouse"
 
     def test_sensor_waits_on_the_batch_and_gates_downstream(self, dagbag: Any) -> None:
@@ -54,6 +56,13 @@ class TestExampleDags:
     def test_sync_summary_is_reported(self, dagbag: Any) -> None:
         dag = dagbag.dags["example_vexora_warehouse_sync"]
         assert dag.get_task("report").upstream_task_ids == {"refresh_payout_statuses"}
+
+    def test_booking_is_scheduled_on_the_payouts_asset(self, dagbag: Any) -> None:
+        from vexora_provider.assets import payouts_asset
+
+        dag = dagbag.dags["example_vexora_settlement_events"]
+        assert list(dag.timetable.asset_condition.objects) == [payouts_asset("3060414594")]
+        assert dag.task_ids == ["book_settled_payouts"]
 
     def test_large_sync_maps_over_batches_not_trades(self, dagbag: Any) -> None:
         dag = dagbag.dags["example_vexora_mapped_sync"]

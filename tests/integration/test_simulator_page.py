@@ -42,7 +42,7 @@ class TestSimulatorPage:
         command, output = [b for b in page if b.lang != "python"]
         assert (command.lang, output.lang) == ("bash", "text")
         assert len(_python("tests")) == 2
-        assert len(_python("scripts")) == 1
+        assert len(_python("scripts")) == 2
 
     def test_its_tests_pass(self, tmp_path: Path) -> None:
         for block in _python("tests"):

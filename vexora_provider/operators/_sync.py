@@ -19,6 +19,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from vexora_provider.models import PayoutQueryError, PayoutStatus
+from vexora_provider.operators._settled import SettledTrades
 from vexora_provider.warehouse import (
     ErrorRow,
     StatusRow,
@@ -108,6 +109,7 @@ class WarehouseSync:
     :param create_table: create the tables when missing.
     :param progress_interval: seconds between progress lines while no batch completes.
     :param log: where progress goes.
+    :param settled: when given, collects the trades that became final (for an outlet event).
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class WarehouseSync:
         create_table: bool,
         progress_interval: float,
         log: logging.Logger | Any,  # Airflow's task logger is a structlog logger
+        settled: SettledTrades | None = None,
     ) -> None:
         self.hook = hook
         self.writer = writer
@@ -130,6 +133,7 @@ class WarehouseSync:
         self.create_table = create_table
         self.progress_interval = progress_interval
         self.log = log
+        self.settled = settled
         self.counters = SyncCounters()
         self.stats: FetchStats | None = None
         self.expected: int | None = None
@@ -180,9 +184,13 @@ class WarehouseSync:
         # Terminal statuses never change: look them up chunk by chunk so memory stays bounded.
         for chunk in _chunked(trade_nos, self.batch_size):
             terminal: set[str] = set()
-            if self.only_non_terminal:
+            if self.only_non_terminal or self.settled is not None:
                 keys = [t for t in chunk if isinstance(t, str)]
                 terminal = await self._on_db(self.writer.terminal_trade_nos, merchant_no, keys)
+            if not self.only_non_terminal:
+                if self.settled is not None:  # refetched, but they did not become final now
+                    self.settled.already_final.update(terminal)
+                terminal = set()
             for trade_no in chunk:
                 self.counters.total += 1
                 # A non-string (a nested list from a mis-shaped XCom) may be unhashable: it goes on
@@ -195,6 +203,7 @@ class WarehouseSync:
     async def _load(self, stream: AsyncIterator[PayoutStatus | PayoutQueryError], merchant_no: str) -> None:
         statuses: list[StatusRow] = []
         errors: list[ErrorRow] = []
+        settled: list[tuple[str, str]] = []
         pending: asyncio.Future[None] | None = None
         writer = self.writer
         now, now_at = datetime.now(UTC), time.monotonic()
@@ -215,17 +224,24 @@ class WarehouseSync:
                         failed_at=now,
                     )
                     errors.append(writer.adapt_error(error))
+                else:
+                    if item.is_terminal:
+                        settled.append((item.trade_no, item.state.value))
             else:
                 errors.append(writer.adapt_error(query_error_row(merchant_no, item, now)))
             if len(statuses) + len(errors) >= self.batch_size:
-                pending = await self._flush(pending, statuses, errors)
-                statuses, errors = [], []
-        pending = await self._flush(pending, statuses, errors)
+                pending = await self._flush(pending, statuses, errors, settled)
+                statuses, errors, settled = [], [], []
+        pending = await self._flush(pending, statuses, errors, settled)
         if pending is not None:
             await pending
 
     async def _flush(
-        self, pending: asyncio.Future[None] | None, statuses: list[StatusRow], errors: list[ErrorRow]
+        self,
+        pending: asyncio.Future[None] | None,
+        statuses: list[StatusRow],
+        errors: list[ErrorRow],
+        settled: list[tuple[str, str]],
     ) -> asyncio.Future[None] | None:
         # Wait for the previous batch before starting this one: one batch writing, one filling.
         if pending is not None:
@@ -234,11 +250,15 @@ class WarehouseSync:
             return None
         number = self.counters.batches + 1
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._db, self._write, statuses, errors, number)
+        future = loop.run_in_executor(self._db, self._write, statuses, errors, number, settled)
         return future
 
-    def _write(self, statuses: list[StatusRow], errors: list[ErrorRow], number: int) -> None:
+    def _write(
+        self, statuses: list[StatusRow], errors: list[ErrorRow], number: int, settled: list[tuple[str, str]]
+    ) -> None:
         self.writer.write_batch(statuses, errors, batch=number)
+        if self.settled is not None:
+            self.settled.record(settled)
         # Counted only once committed, and on the database thread so a crash never over-reports.
         self.counters.batches = number
         self.counters.loaded += len(statuses)

@@ -10,7 +10,9 @@ from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk import BaseHook, BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from vexora_provider.assets import merchant_of
 from vexora_provider.hooks.vexora import VexoraHook
+from vexora_provider.operators._settled import SETTLED_LIMIT, SettledTrades
 from vexora_provider.operators._sync import SyncCounters, WarehouseSync
 from vexora_provider.warehouse import TableName, writer_for
 
@@ -32,6 +34,11 @@ class PayoutStatusToSqlOperator(BaseOperator):
     (its rate limit and retries apply) and written in batches, one set-based upsert per batch in one
     transaction, to ``table`` keyed on ``(merchant_no, trade_no)``. Trades whose status could not be
     fetched go to ``<table>_errors`` and never overwrite a known status. Returns a small summary.
+
+    With a ``vexora://<merchant>/payouts`` asset (:func:`~vexora_provider.assets.payouts_asset`) in
+    ``outlets``, its outlet event's ``extra`` announces the trades that became final in this run:
+    ``{"source": "sync", "merchant_no", "settled": [{"trade_no", "state"}, …], "counts": {state: n},
+    "total", "truncated"}``, listing at most ``SETTLED_LIMIT`` (1,000) trades and counting all.
 
     :param sql_conn_id: the warehouse connection; any connection whose hook is a common-sql
         ``DbApiHook`` (SQLite, PostgreSQL and MySQL/MariaDB have fast paths).
@@ -129,6 +136,7 @@ class PayoutStatusToSqlOperator(BaseOperator):
         """Sync the statuses and return the summary; fail after loading if too many failed."""
         table = TableName.parse(self.table)
         trade_nos = None if self.trade_nos is None else _as_trade_nos(self.trade_nos)
+        announce = self._payouts_outlets()
         writer = writer_for(self.get_db_hook(), table)
         self.log.info(
             "Syncing Vexora payout statuses into %s (%s) with concurrency %d, batches of %d",
@@ -146,9 +154,14 @@ class PayoutStatusToSqlOperator(BaseOperator):
             create_table=self.create_table,
             progress_interval=self.progress_interval,
             log=self.log,
+            settled=SettledTrades(limit=SETTLED_LIMIT) if announce else None,
         )
         counters = sync.run(trade_nos=trade_nos, trade_nos_sql=self.trade_nos_sql)
         summary = _summary(counters, sync, table)
+        if sync.settled is not None:
+            for asset in announce:
+                extra = sync.settled.extra(self.hook.config.merchant_no)
+                context["outlet_events"][asset].extra.update(extra)
         if counters.requested and counters.failed / counters.requested > self.max_failed_ratio:
             raise AirflowException(
                 f"{counters.failed} of {counters.requested} payout status lookups failed "
@@ -157,6 +170,20 @@ class PayoutStatusToSqlOperator(BaseOperator):
                 f"{table.errors} (first: {', '.join(counters.failed_sample)})"
             )
         return summary
+
+    def _payouts_outlets(self) -> list[Any]:
+        """The ``vexora://`` payouts assets in ``outlets``; each must be this connection's merchant."""
+        assets = [a for a in self.outlets if merchant_of(str(getattr(a, "uri", ""))) is not None]
+        if assets:
+            merchant_no = self.hook.config.merchant_no
+            for asset in assets:
+                if merchant_of(asset.uri) != merchant_no:
+                    raise AirflowException(
+                        f"outlet {asset.uri} is another merchant's payouts asset: connection "
+                        f"{self.vexora_conn_id!r} is merchant {merchant_no}; "
+                        f"use payouts_asset({merchant_no!r})"
+                    )
+        return assets
 
 
 def _is_template(value: object) -> bool:

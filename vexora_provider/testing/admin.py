@@ -81,6 +81,9 @@ class AdminApi:
             return _json(200, {"faults": [rule.to_dict() for rule in sim.faults.rules]})
         if route == "callbacks" and method == "GET":
             return _json(200, {"deliveries": [asdict(d) for d in sim.callbacks.deliveries]})
+        if route == "callbacks/redeliver" and method == "POST":
+            sim.callbacks.redeliver(data["trade_no"])
+            return _json(200, {"ok": True})
         return _json(404, {"error": f"no admin route {method} /_simulator/{route}"})
 
     def _payouts(self, method: str, data: Any) -> Reply:
@@ -103,5 +106,6 @@ class AdminApi:
             pending_polls=_pending(data.get("pending_polls")),
             pending_seconds=data.get("pending_seconds"),
             prefix=data.get("prefix", "SIM"),
+            notify_url=data.get("notify_url"),
         )
         return _json(200, {"tradeNos": made})

@@ -55,6 +55,7 @@ class Delivery:
     :param status: receiver's HTTP status (``None`` if the connection failed or was skipped).
     :param error: why it failed, if it did.
     :param body: the signed notification that was sent.
+    :param at: Unix time the attempt ended.
     """
 
     trade_no: str
@@ -64,6 +65,7 @@ class Delivery:
     status: int | None
     error: str | None
     body: dict[str, str]
+    at: float = 0.0
 
 
 @dataclass
@@ -114,6 +116,17 @@ class CallbackDispatcher:
     def on_status_change(self, payout: Payout) -> None:
         if not payout.notify_url:
             return
+        self._push(0.0, 1, payout.notify_url, self.body_for(payout))
+
+    def redeliver(self, trade_no: str) -> None:
+        """Send the payout's current notification again now, as Vexora does when an ``OK`` was lost.
+
+        It is signed and retried like any callback; raises ``KeyError`` for an unknown payout and
+        ``ValueError`` for one without a ``notifyUrl``.
+        """
+        payout = self.state.payouts[trade_no]
+        if not payout.notify_url:
+            raise ValueError(f"payout {trade_no!r} has no notifyUrl")
         self._push(0.0, 1, payout.notify_url, self.body_for(payout))
 
     def _push(self, delay: float, attempt: int, url: str, body: dict[str, str]) -> None:
@@ -180,7 +193,8 @@ class CallbackDispatcher:
                 error = f"{type(exc).__name__}: {exc}"
         ok = error is None
         with self._cond:
-            self.deliveries.append(Delivery(body["tradeNo"], url, attempt, ok, status, error, body))
+            delivery = Delivery(body["tradeNo"], url, attempt, ok, status, error, body, time.time())
+            self.deliveries.append(delivery)
             self._cond.notify_all()
         retryable = not ok and is_loopback_url(url)
         if retryable and attempt <= len(self.schedule):

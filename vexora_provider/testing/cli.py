@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--region", default="nigeria", help="region used in the printed connection (default nigeria)")
     add("--conn-id", default="vexora_default", help="connection id used in the printed AIRFLOW_CONN_ line")
     add("--callback-time-scale", type=float, default=1.0, help="compress the callback retry schedule")
+    add("--notify-url", default=None, help="loopback URL the --payouts send their callbacks to")
     add("--info-file", type=Path, help="also write URL and credentials as JSON to this file")
     add("--engine", choices=("fast", "uvicorn"), default="fast", help="HTTP server engine (default fast)")
     add("--log-level", default="warning", help="uvicorn log level (default warning)")
@@ -94,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             regions=[r for r in args.regions.split(",") if r] or None,
             pending_polls=args.pending_polls,
             pending_seconds=args.pending_seconds,
+            notify_url=args.notify_url,
         )
         if args.payouts
         else []

@@ -111,6 +111,7 @@ class VexoraSimulator:
         pending_polls: PendingSpec = None,
         pending_seconds: float | None = None,
         prefix: str = "SIM",
+        notify_url: str | None = None,
     ) -> list[str]:
         """Create ``n`` payouts numbered ``<prefix>00000000``… and return their trade numbers.
 
@@ -120,6 +121,7 @@ class VexoraSimulator:
         :param pending_polls: polls answered ``0015`` before the final status; a ``(lo, hi)`` tuple
             draws it per payout from the seed.
         :param pending_seconds: seconds pending before the final status.
+        :param notify_url: where each payout's callbacks go (loopback only).
         """
         start = self._next[prefix]
         made = self.state.generate(
@@ -131,8 +133,11 @@ class VexoraSimulator:
             regions=regions,
             pending_polls=pending_polls,
             pending_seconds=pending_seconds,
+            notify_url=notify_url,
         )
         self._next[prefix] = start + n
+        if notify_url:
+            self.callbacks.start()  # timed payouts call back even when nobody polls
         return made
 
     def add_payout(

@@ -275,6 +275,7 @@ class SimulatorState:
         regions: Iterable[str] | None = None,
         pending_polls: PendingSpec = None,
         pending_seconds: float | None = None,
+        notify_url: str | None = None,
     ) -> list[str]:
         """Create ``n`` payouts whose final states follow the weights in ``mix``."""
         region_list = [r.lower() for r in regions] if regions else []
@@ -294,6 +295,7 @@ class SimulatorState:
                 pending_polls=pending_polls,
                 pending_seconds=pending_seconds,
                 region=region,
+                notify_url=notify_url,
             )
             self.put(payout)
             made.append(trade_no)

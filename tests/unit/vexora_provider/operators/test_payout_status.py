@@ -9,10 +9,12 @@ from unittest import mock
 
 import pendulum
 import pytest
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, Asset, task
 from airflow.sdk.exceptions import AirflowException
 
-from tests.unit.vexora_provider.operators._fakes import MERCHANT, FakeHook, failure, status
+from tests.unit.vexora_provider.operators._fakes import MERCHANT, FakeConfig, FakeHook, failure, status
+from vexora_provider.assets import payouts_asset, settlements_from_events
+from vexora_provider.operators import payout_status as payout_status_module
 from vexora_provider.operators.payout_status import PayoutStatusToSqlOperator
 from vexora_provider.warehouse import WarehouseError
 
@@ -243,3 +245,74 @@ class TestPayoutStatusToSqlOperator:
         op = make(FakeHook(), trade_nos=["A"], sql_conn_id="notsql")
         with pytest.raises(AirflowException, match="not a common-sql DbApiHook"):
             op.execute({})
+
+
+class MerchantHook(FakeHook):
+    """The fake hook with the connection's merchant, which a payouts outlet is checked against."""
+
+    config = FakeConfig()
+
+
+def run_with_outlets(hook: FakeHook, outlets: list[Any], **kwargs: Any) -> tuple[dict[str, Any], Any]:
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
+    events = OutletEventAccessors()
+    op = make(hook, outlets=outlets, **kwargs)
+    summary = op.execute({"outlet_events": events})  # type: ignore[typeddict-item]
+    return summary, events
+
+
+class TestPayoutStatusToSqlOperatorOutlet:
+    def test_payouts_outlet_lists_what_became_final(self, warehouse: Path) -> None:
+        answers = {"A": "success", "B": "pending", "C": "failed", "D": "unknown", "E": "partial"}
+        asset = payouts_asset(MERCHANT)
+        _, events = run_with_outlets(MerchantHook(answers), [asset], trade_nos=list(answers))
+        assert events[asset].extra == {
+            "source": "sync",
+            "merchant_no": MERCHANT,
+            "settled": [
+                {"trade_no": "A", "state": "success"},
+                {"trade_no": "C", "state": "failed"},
+                {"trade_no": "E", "state": "partial"},
+            ],
+            "counts": {"failed": 1, "partial": 1, "success": 1},
+            "total": 3,
+            "truncated": False,
+        }
+        assert settlements_from_events([events[asset]])[0]["trade_no"] == "A"
+
+    @pytest.mark.parametrize("only_non_terminal", [True, False], ids=["skipped", "refetched"])
+    def test_rerun_announces_only_new_settlements(self, warehouse: Path, only_non_terminal: bool) -> None:
+        asset = payouts_asset(MERCHANT)
+        run_with_outlets(MerchantHook({"A": "success", "B": "pending"}), [asset], trade_nos=["A", "B"])
+        hook = MerchantHook({"A": "success", "B": "failed"})
+        _, events = run_with_outlets(hook, [asset], trade_nos=["A", "B"], only_non_terminal=only_non_terminal)
+        # A settled in the earlier run: refetched or not, it is not announced again.
+        assert sorted(hook.session.asked) == (["B"] if only_non_terminal else ["A", "B"])
+        assert events[asset].extra["settled"] == [{"trade_no": "B", "state": "failed"}]
+
+    def test_long_lists_are_cut_and_counted(self, warehouse: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(payout_status_module, "SETTLED_LIMIT", 3)
+        asset = payouts_asset(MERCHANT)
+        trade_nos = [f"T{n}" for n in range(10)]
+        _, events = run_with_outlets(MerchantHook(), [asset], trade_nos=trade_nos, batch_size=4)
+        extra = events[asset].extra
+        assert [s["trade_no"] for s in extra["settled"]] == ["T0", "T1", "T2"]
+        assert (extra["total"], extra["counts"], extra["truncated"]) == (10, {"success": 10}, True)
+
+    def test_failed_lookups_and_unstorable_rows_are_not_announced(self, warehouse: Path) -> None:
+        asset = payouts_asset(MERCHANT)
+        answers = {"A": failure("A"), "B": "success"}
+        _, events = run_with_outlets(MerchantHook(answers), [asset], trade_nos=["A", "B"], max_failed_ratio=1)
+        assert events[asset].extra["settled"] == [{"trade_no": "B", "state": "success"}]
+
+    def test_other_outlets_are_left_alone(self, warehouse: Path) -> None:
+        other = Asset(name="report", uri="s3://bucket/report")
+        _, events = run_with_outlets(FakeHook(), [other], trade_nos=["A"])
+        assert events[other].extra == {}
+
+    def test_another_merchants_asset_is_refused_before_any_work(self, warehouse: Path) -> None:
+        hook = MerchantHook()
+        with pytest.raises(AirflowException, match="another merchant's payouts asset"):
+            run_with_outlets(hook, [payouts_asset("9999999999")], trade_nos=["A"])
+        assert hook.session.asked == []

@@ -100,3 +100,10 @@ class TestAdminApi:
 
     def test_callbacks_listing(self, client: httpx.Client) -> None:
         assert ok(client.get("/callbacks")) == {"deliveries": []}
+
+    def test_bulk_notify_url_and_redelivery(self, sim: VexoraSimulator, client: httpx.Client) -> None:
+        url = "http://127.0.0.1:9/vexora/callbacks/vexora_default"
+        [trade_no] = ok(client.post("/payouts", json={"n": 1, "notify_url": url}))["tradeNos"]
+        assert sim.payout(trade_no).notify_url == url
+        assert ok(client.post("/callbacks/redeliver", json={"trade_no": trade_no})) == {"ok": True}
+        assert client.post("/callbacks/redeliver", json={"trade_no": "NOPE"}).status_code == 400

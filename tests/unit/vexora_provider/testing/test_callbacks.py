@@ -121,6 +121,34 @@ class TestCallbackDispatcher:
         assert delivery.status is None
         assert "loopback" in (delivery.error or "")
 
+    def test_redeliver_sends_the_same_signed_notification_again(self, receiver: Receiver) -> None:
+        with VexoraSimulator(seed=1) as sim:
+            sim.add_payout("T1", "success", notify_url=receiver.url)
+            poll(sim, "T1")
+            sim.callbacks.wait_for(1, timeout=10)
+            sim.callbacks.redeliver("T1")  # the receiver's OK was lost: Vexora sends it again
+            deliveries = sim.callbacks.wait_for(2, timeout=10)
+        assert [d.ok for d in deliveries] == [True, True]
+        assert receiver.bodies[0] == receiver.bodies[1]
+
+    def test_redeliver_needs_a_notify_url(self) -> None:
+        with VexoraSimulator(seed=1) as sim:
+            sim.add_payout("T1")
+            with pytest.raises(ValueError, match="no notifyUrl"):
+                sim.callbacks.redeliver("T1")
+            with pytest.raises(KeyError):
+                sim.callbacks.redeliver("NOPE")
+
+    def test_bulk_payouts_call_back_without_polls(self, receiver: Receiver) -> None:
+        clock = ManualClock()
+        with VexoraSimulator(seed=1, clock=clock) as sim:
+            sim.callbacks.sweep_interval = 0.01
+            made = sim.create_payouts(3, {"failed": 1}, pending_seconds=30, notify_url=receiver.url)
+            clock.advance(30)
+            deliveries = sim.callbacks.wait_for(3, timeout=10)
+        assert sorted(d.trade_no for d in deliveries) == made
+        assert all(d.ok for d in deliveries)
+
     @pytest.mark.parametrize(
         ("url", "loopback"),
         [

@@ -27,8 +27,11 @@ class TestBuildParser:
                 "50",
                 "--fault",
                 "kind=http_503,probability=0.1",
+                "--notify-url",
+                "http://127.0.0.1:8080/vexora/callbacks/vexora_default",
             ]
         )
+        assert args.notify_url == "http://127.0.0.1:8080/vexora/callbacks/vexora_default"
         assert (args.port, args.seed, args.payouts) == (0, 42, 3000)
         assert args.mix == {"success": 0.6, "failed": 0.4}
         assert args.pending_polls == (1, 3)
