@@ -66,6 +66,9 @@ bench: venv
 	$(BIN)/python bench/bench_operator.py
 	$(BIN)/python bench/bench_callbacks.py
 	$(BIN)/python bench/bench_create.py
+	$(BIN)/python bench/bench_budget.py
+	$(BIN)/python bench/bench_celery.py      # ~10 min: a Celery deployment, 6 runs
+	$(BIN)/python bench/bench_triggerer.py   # ~20 min: 2 x 500 deferred sensors
 
 clean:
 	rm -rf $(VENV) .airflow .demo site .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,9 @@
 """Test-wide setup: an isolated Airflow home, and the real servers' DSNs from the environment.
 
 Unit tests need no Airflow metadata database. Integration tests read their servers from
-``VEXORA_TEST_POSTGRES_DSN`` and ``VEXORA_TEST_MYSQL_DSN`` (defaults: the loopback servers our
-machines run). Where a server does not answer, its tests are skipped, unless
+``VEXORA_TEST_POSTGRES_DSN``, ``VEXORA_TEST_MYSQL_DSN``, ``VEXORA_TEST_REDIS_URL`` (the shared
+budget's storage) and ``VEXORA_TEST_CELERY_BROKER_URL`` (defaults: the loopback servers our
+machines run; Redis databases 10 and 12). Where a server does not answer, its tests are skipped, unless
 ``VEXORA_REQUIRE_SERVICES=1`` (set by ``.ci/run``) turns that into a failure.
 """
 
@@ -22,6 +23,8 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_MYSQL_DSN = "mysql://root@127.0.0.1:3306/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/10"
+DEFAULT_CELERY_BROKER_URL = "redis://127.0.0.1:6379/12"
 
 
 def _answers(dsn: str) -> bool:
@@ -53,3 +56,15 @@ def postgres_dsn() -> str:
 def mysql_dsn() -> str:
     """DSN of a real MariaDB/MySQL server, from ``VEXORA_TEST_MYSQL_DSN``."""
     return _service_dsn("VEXORA_TEST_MYSQL_DSN", DEFAULT_MYSQL_DSN, "MariaDB")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of a real Redis database for the shared gateway budget, from ``VEXORA_TEST_REDIS_URL``."""
+    return _service_dsn("VEXORA_TEST_REDIS_URL", DEFAULT_REDIS_URL, "Redis")
+
+
+@pytest.fixture(scope="session")
+def celery_broker_url() -> str:
+    """URL of the Redis database Celery uses as broker, from ``VEXORA_TEST_CELERY_BROKER_URL``."""
+    return _service_dsn("VEXORA_TEST_CELERY_BROKER_URL", DEFAULT_CELERY_BROKER_URL, "Redis (Celery broker)")

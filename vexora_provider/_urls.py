@@ -1,6 +1,6 @@
-"""Checking the two URLs a connection holds: the gateway's base URL and a proxy's.
+"""Checking the URLs a connection holds: the gateway's base URL, a proxy's, the budget storage's.
 
-Both are refused with a :class:`~vexora_provider.exceptions.VexoraConfigError` naming the field
+Each is refused with a :class:`~vexora_provider.exceptions.VexoraConfigError` naming the field
 and the fix when an HTTP library would choke on them or silently do something else. A URL is
 only ever echoed in a message once it is known to carry no credentials.
 """
@@ -16,7 +16,7 @@ import httpx
 
 from vexora_provider.exceptions import VexoraConfigError
 
-__all__ = ["ProxyURL", "base_url_from_fields", "is_loopback", "parse_proxy"]
+__all__ = ["ProxyURL", "StorageURL", "base_url_from_fields", "is_loopback", "parse_proxy", "parse_storage"]
 
 # "javascript:alert(1)", "mailto:x" or a bare "https:": a scheme without "//". A host followed by
 # a port ("localhost:8080") is not one.
@@ -154,3 +154,56 @@ def parse_proxy(text: str, *, source: str) -> ProxyURL:
     user = unquote(parts.username) if parts.username else None
     password = unquote(parts.password) if parts.password is not None else None
     return ProxyURL(clean, user, password)
+
+
+_STORAGE_SCHEMES = ("redis", "rediss", "unix")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageURL:
+    """
+    A checked Redis URL (the ``budget_storage`` extra); its password is never shown.
+
+    :param url: the URL as given, credentials included: for the Redis client only.
+    :param shown: the URL without credentials or query, for messages and logs.
+    :param password: the password, if any (registered with Airflow's secret masker).
+    """
+
+    url: str = field(repr=False)
+    shown: str
+    password: str | None = field(default=None, repr=False)
+
+
+def parse_storage(text: str) -> StorageURL:
+    """Check a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL; refuse it saying what to fix."""
+    text = text.strip()
+    example = "e.g. redis://redis.internal:6379/0 or rediss://:<password>@redis.internal:6380/0"
+    if _UNSAFE.search(text):
+        raise VexoraConfigError("extra budget_storage contains a space, tab or line break; remove it")
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in _STORAGE_SCHEMES:
+        shown = f"a {scheme}:// URL" if scheme else "no URL scheme"
+        raise VexoraConfigError(
+            f"extra budget_storage must be a redis://, rediss:// or unix:// URL (got {shown}), {example}"
+        )
+    password = unquote(parts.password) if parts.password else None
+    if scheme == "unix":
+        if not parts.path:
+            raise VexoraConfigError(
+                "extra budget_storage: a unix:// URL needs the socket path, e.g. unix:///run/redis.sock"
+            )
+        return StorageURL(text, f"unix://{parts.path}", password)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    database = parts.path.strip("/")
+    if not parts.hostname or port == 0 or not (database == "" or database.isdigit()):
+        raise VexoraConfigError(
+            "extra budget_storage must look like redis://[:password@]host[:port][/database], "
+            f"the database a number; {example}"
+        )
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    shown = f"{scheme}://{netloc}:{port or 6379}/{database or 0}"
+    return StorageURL(text, shown, password)

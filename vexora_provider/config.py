@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from vexora_provider._urls import ProxyURL, base_url_from_fields, parse_proxy
+from vexora_provider._urls import ProxyURL, StorageURL, base_url_from_fields, parse_proxy, parse_storage
 from vexora_provider.exceptions import VexoraConfigError
 from vexora_provider.models import StatusMap
 
@@ -85,10 +85,20 @@ NUMBER_EXTRAS: Mapping[str, NumberRule] = {
     "requests_per_second": NumberRule(None, 0.01, 10_000.0, zero="unlimited"),
     "retry_after_cap": NumberRule(30.0, 0.0, 600.0),
     "retry_after_budget": NumberRule(120.0, 0.0, 3600.0),
+    "max_in_flight": NumberRule(None, 1, 10_000, whole=True),
 }
 
 EXTRA_KEYS = frozenset(
-    {*NUMBER_EXTRAS, "timezone", "status_map", "allow_insecure_http", "proxy", "ca_bundle", "verify"}
+    {
+        *NUMBER_EXTRAS,
+        "timezone",
+        "status_map",
+        "allow_insecure_http",
+        "proxy",
+        "ca_bundle",
+        "verify",
+        "budget_storage",
+    }
 )
 
 _TRUE = frozenset({"true", "yes", "on", "1"})
@@ -259,6 +269,10 @@ class VexoraConfig:
     :param retry_after_cap: the longest single ``Retry-After`` wait obeyed, in seconds.
     :param retry_after_budget: the total of ``Retry-After`` waits one session obeys, in seconds.
     :param timezone_from_extra: whether ``timezone`` came from the extra (else from the region).
+    :param budget_storage: the Redis holding the gateway budget shared by every task and trigger
+        using this merchant (then ``requests_per_second`` is shared too); ``None``: per-task limits.
+    :param max_in_flight: requests in flight for this merchant across every task and trigger
+        (needs ``budget_storage``); ``None`` for no such cap.
     """
 
     base_url: str
@@ -276,6 +290,8 @@ class VexoraConfig:
     retry_after_cap: float = 30.0
     retry_after_budget: float = 120.0
     timezone_from_extra: bool = False
+    budget_storage: StorageURL | None = None
+    max_in_flight: int | None = None
 
     @classmethod
     def from_connection_fields(
@@ -315,6 +331,13 @@ class VexoraConfig:
                 "remove verify to trust your CA"
             )
         proxy = _text(extras, "proxy")
+        storage = _text(extras, "budget_storage")
+        max_in_flight = _number(extras, "max_in_flight")
+        if max_in_flight is not None and storage is None:
+            raise VexoraConfigError(
+                "extra max_in_flight needs budget_storage: the cap is shared by every task and "
+                "trigger through that storage, e.g. redis://redis.internal:6379/0"
+            )
         return cls(
             base_url=base_url,
             merchant_no=merchant_no,
@@ -331,6 +354,8 @@ class VexoraConfig:
             retry_after_cap=_number(extras, "retry_after_cap") or 0.0,
             retry_after_budget=_number(extras, "retry_after_budget") or 0.0,
             timezone_from_extra=zone_name is not None,
+            budget_storage=parse_storage(storage) if storage else None,
+            max_in_flight=None if max_in_flight is None else int(max_in_flight),
         )
 
     def url(self, endpoint: str) -> str:

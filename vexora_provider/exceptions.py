@@ -23,6 +23,7 @@ __all__ = [
     "Permanence",
     "VexoraAPIError",
     "VexoraAuthError",
+    "VexoraBudgetError",
     "VexoraConfigError",
     "VexoraError",
     "VexoraHTTPError",
@@ -133,6 +134,21 @@ class VexoraConfigError(VexoraError):
     The connection or an argument is unusable (missing login, bad URL, bad extra).
 
     :param message: which setting is wrong, why, and how to fix it.
+    """
+
+    default_permanence = Permanence.CONNECTION
+
+
+class VexoraBudgetError(VexoraConfigError):
+    """
+    The shared gateway budget's storage (extra ``budget_storage``) cannot be used: unreachable,
+    refusing the password, or its client library is not installed.
+
+    Raised instead of sending the request: with the budget configured, no task runs unlimited.
+    Its permanence is ``connection``, so a bulk sync stops at once rather than recording the
+    same error for every trade.
+
+    :param message: what failed, naming ``budget_storage`` (its password never shown).
     """
 
     default_permanence = Permanence.CONNECTION

@@ -148,6 +148,19 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Default true. False only for tests: it logs a warning.",
                         "schema": {"type": ["boolean", "null"]},
                     },
+                    "budget_storage": {
+                        "label": "Budget storage",
+                        "description": "redis://[:password@]host:port/db shared by every task and trigger "
+                        "of this merchant: max_in_flight and requests_per_second become one budget across "
+                        "them. Empty: per-task limits.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "max_in_flight": {
+                        "label": "Max in flight",
+                        "description": "Requests in flight for this merchant across every task and "
+                        "trigger, 1-10000 (needs budget storage). Empty: no cap.",
+                        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 10000},
+                    },
                     "allow_insecure_http": {
                         "label": "Allow plain http",
                         "description": "Permit an http:// base URL on a non-loopback host.",

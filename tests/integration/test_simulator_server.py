@@ -182,3 +182,33 @@ class TestSessionFixture:
         vexora_simulator_session.sim.reset()
         vexora_simulator_session.sim.add_payout("S1")
         assert query(vexora_simulator_session, "S1").json()["data"]["status"] == "0000"
+
+
+class TestCallsInFlight:
+    def test_peak_and_connections_seen_on_the_wire(self, engine_server: SimulatorServer) -> None:
+        sim = engine_server.sim
+        sim.add_fault("latency", latency_ms=300)
+        sim.add_payout("T1", "success")
+        threads = [threading.Thread(target=query, args=(engine_server, "T1")) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        stats = sim.stats()
+        # Six clients, each on its own connection, all waiting out the same 300 ms.
+        assert (stats["total"], stats["in_flight"], stats["in_flight_peak"]) == (6, 0, 6)
+        if engine_server._fast is not None:
+            assert stats["connections"] == 6
+
+    def test_a_dropped_call_is_no_longer_in_flight(self, vexora_simulator: VexoraSimulator) -> None:
+        # The fast engine owns the connection and sees the client leave; under uvicorn the app
+        # keeps working on a hung call until its hang ends, and counts it until then.
+        sim = vexora_simulator
+        sim.add_fault("hang", hang_seconds=60)
+        with sim.serve() as server:
+            with pytest.raises(httpx.ReadTimeout):
+                query(server, "T1", timeout=0.3)
+            deadline = time.monotonic() + 10
+            while sim.stats()["in_flight"] and time.monotonic() < deadline:
+                time.sleep(0.05)  # the server sees the client go away a moment later
+            assert (sim.stats()["in_flight"], sim.stats()["in_flight_peak"]) == (0, 1)

@@ -16,8 +16,10 @@ from typing import Protocol
 __all__ = [
     "BACKOFF_BASE",
     "BACKOFF_CAP",
+    "AsyncLease",
     "AsyncLimiter",
     "AsyncRateLimiter",
+    "Lease",
     "Limiter",
     "RateLimiter",
     "RetryAfterBudget",
@@ -89,11 +91,25 @@ class RetryAfterBudget:
         return wait
 
 
+class Lease(Protocol):
+    """A slot a limiter handed out for one request, given back once its answer (or failure) is in."""
+
+    def release(self) -> None:
+        """Give the slot back; never raises (a slot that cannot be given back expires)."""
+
+
+class AsyncLease(Protocol):
+    """Async twin of :class:`Lease`."""
+
+    async def release(self) -> None:
+        """Give the slot back; never raises (a slot that cannot be given back expires)."""
+
+
 class Limiter(Protocol):
     """What the sync attempt runner needs from a rate limiter (ours or a shared one)."""
 
-    def acquire(self) -> None:
-        """Block until the next request may go."""
+    def acquire(self) -> Lease | None:
+        """Block until the next request may go; return the slot to give back after it, if any."""
 
     def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (the gateway asked us to slow down)."""
@@ -102,8 +118,8 @@ class Limiter(Protocol):
 class AsyncLimiter(Protocol):
     """What the async attempt runner needs from a rate limiter (ours or a shared one)."""
 
-    async def acquire(self) -> None:
-        """Wait until the next request may go."""
+    async def acquire(self) -> AsyncLease | None:
+        """Wait until the next request may go; return the slot to give back after it, if any."""
 
     async def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (the gateway asked us to slow down)."""

@@ -32,7 +32,8 @@ class SyncRunner:
     :param driver: the session's driver.
     :param send: sends one body to an endpoint and returns the answer, or raises
         :class:`~vexora_provider.hooks._protocol.TransportFailure`.
-    :param limiter: the rate limiter every request waits for.
+    :param limiter: the rate limiter every request waits for; a slot it hands out is given back
+        as soon as the answer (or the failure) is in.
     """
 
     def __init__(self, driver: Driver, send: Callable[[str, bytes], Answer], limiter: _retry.Limiter) -> None:
@@ -49,9 +50,13 @@ class SyncRunner:
             step = next(steps)
             while True:
                 if type(step) is Send:
-                    limiter.acquire()
+                    lease = limiter.acquire()
                     try:
-                        answer = send(step.endpoint, step.body)
+                        try:
+                            answer = send(step.endpoint, step.body)
+                        finally:
+                            if lease is not None:
+                                lease.release()
                     except TransportFailure as failure:
                         step = steps.throw(failure)
                     else:
@@ -106,7 +111,8 @@ class AsyncRunner:
     :param driver: the session's driver.
     :param send: sends one body to an endpoint and returns the answer, or raises
         :class:`~vexora_provider.hooks._protocol.TransportFailure`.
-    :param limiter: the rate limiter every request waits for.
+    :param limiter: the rate limiter every request waits for; a slot it hands out is given back
+        as soon as the answer (or the failure) is in.
     """
 
     def __init__(
@@ -125,9 +131,13 @@ class AsyncRunner:
             step = next(steps)
             while True:
                 if type(step) is Send:
-                    await limiter.acquire()
+                    lease = await limiter.acquire()
                     try:
-                        answer = await send(step.endpoint, step.body)
+                        try:
+                            answer = await send(step.endpoint, step.body)
+                        finally:
+                            if lease is not None:
+                                await lease.release()
                     except TransportFailure as failure:
                         step = steps.throw(failure)
                     else:

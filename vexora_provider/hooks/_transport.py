@@ -20,15 +20,19 @@ from __future__ import annotations
 
 import errno
 import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import httpx
 from yarl import URL
 
+from vexora_provider._urls import ProxyURL
 from vexora_provider.config import VexoraConfig
 from vexora_provider.hooks._network import Network
 from vexora_provider.hooks._protocol import Answer, TransportFailure, request_headers
+from vexora_provider.hooks._shared import LoopShared
 
 __all__ = [
     "AiohttpSender",
@@ -40,6 +44,7 @@ __all__ = [
     "httpx_client",
     "httpx_failure",
     "httpx_timeout",
+    "shared_aiohttp_sender",
 ]
 
 
@@ -249,6 +254,39 @@ class AiohttpSender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+# Everything a sender's requests depend on: sessions agreeing on all of it can share one pool.
+_SenderKey = tuple[str, str, float, float, ProxyURL | None, ssl.SSLContext, int]
+
+
+_shared_senders: LoopShared[_SenderKey, AiohttpSender] = LoopShared(AiohttpSender.aclose)
+
+
+@asynccontextmanager
+async def shared_aiohttp_sender(
+    *, config: VexoraConfig, network: Network, limit: int
+) -> AsyncIterator[AiohttpSender]:
+    """
+    An :class:`AiohttpSender` shared by every session of the running loop with the same connection.
+
+    Many short-lived users of one connection (the triggers of a triggerer) then keep one pool of
+    at most ``limit`` connections, reused from poll to poll, instead of one pool each. The pool
+    closes when the last session using it leaves.
+    """
+    key: _SenderKey = (
+        config.base_url,
+        config.merchant_no,
+        config.connect_timeout,
+        config.read_timeout,
+        network.proxy,
+        network.ssl,
+        limit,
+    )
+    async with _shared_senders.use(
+        key, lambda: AiohttpSender(config=config, network=network, limit=limit)
+    ) as sender:
+        yield sender
 
 
 class BorrowedAsyncTransport(httpx.AsyncBaseTransport):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,8 @@ from airflow.sdk.exceptions import AirflowException
 from vexora_provider.config import VexoraConfig
 from vexora_provider.exceptions import VexoraError
 from vexora_provider.hooks import _retry
+from vexora_provider.hooks._budget import BudgetPlan
+from vexora_provider.hooks._budget_redis import async_budget, sync_budget
 from vexora_provider.hooks._create import PayoutRequest, create_flow, lookup_call
 from vexora_provider.hooks._driver import Driver, RetryRule
 from vexora_provider.hooks._network import Network, network_for
@@ -43,6 +45,7 @@ from vexora_provider.hooks._transport import (
     HttpxSender,
     httpx_client,
     httpx_timeout,
+    shared_aiohttp_sender,
 )
 from vexora_provider.lineage.hook import PayoutsLineage
 from vexora_provider.models import Balance, PayoutQueryError, PayoutStatus
@@ -74,7 +77,9 @@ class VexoraHook(BaseHook):
     :meth:`aget_config` on the async path, which uses only Airflow's async connection APIs. Both
     paths take the same proxy (the ``proxy`` extra, else ``HTTPS_PROXY``/``HTTP_PROXY`` unless
     ``NO_PROXY`` names the host) and trust the same CAs (the ``ca_bundle`` extra, else
-    ``SSL_CERT_FILE``/``SSL_CERT_DIR``, else certifi's bundle).
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR``, else certifi's bundle). With the ``budget_storage`` extra,
+    both paths take their requests from the merchant's budget shared through Redis
+    (``max_in_flight``, ``requests_per_second``) instead of a per-hook rate limit.
 
     :param vexora_conn_id: the ``vexora`` connection to use.
     :param transport: sync httpx transport to send through instead of the network (tests).
@@ -127,8 +132,8 @@ class VexoraHook(BaseHook):
         from airflow.sdk.log import mask_secret
 
         config = self._config_from(self.get_connection(self.vexora_conn_id))
-        if config.proxy is not None and config.proxy.password:
-            mask_secret(config.proxy.password)
+        for password in _passwords(config):
+            mask_secret(password)
         return config
 
     async def aget_config(self) -> VexoraConfig:
@@ -139,8 +144,8 @@ class VexoraHook(BaseHook):
         if cached is not None:
             return cached  # type: ignore[no-any-return]
         config = self._config_from(await self.aget_connection(self.vexora_conn_id))
-        if config.proxy is not None and config.proxy.password:
-            await amask_secret(config.proxy.password)
+        for password in _passwords(config):
+            await amask_secret(password)
         self.__dict__["config"] = config
         return config
 
@@ -149,13 +154,15 @@ class VexoraHook(BaseHook):
         if not self._reported:
             # Once per hook (so once per task): where requests go and how times are read.
             self._reported = True
+            plan = BudgetPlan.of(config)
             log.info(
-                "Vexora connection %r: %s as merchant %s, %s; %s",
+                "Vexora connection %r: %s as merchant %s, %s; %s%s",
                 self.vexora_conn_id,
                 config.base_url,
                 config.merchant_no,
                 network.describe(),
                 config.region_report(),
+                f"; {plan.describe()}" if plan is not None else "",
             )
             warning = config.region_warning()
             if warning:
@@ -179,7 +186,10 @@ class VexoraHook(BaseHook):
         return httpx_client(self.config, self._network, transport=self._transport)
 
     @cached_property
-    def _limiter(self) -> _retry.RateLimiter:
+    def _limiter(self) -> _retry.Limiter:
+        plan = BudgetPlan.of(self.config)
+        if plan is not None:
+            return sync_budget(plan)
         return _retry.RateLimiter(self.config.requests_per_second)
 
     def _sync_driver(self, stats: FetchStats) -> Driver:
@@ -250,10 +260,18 @@ class VexoraHook(BaseHook):
         return runner.run(runner.driver.balance_call())
 
     def test_connection(self) -> tuple[bool, str]:
-        """Query the balance once (read-only, own short timeout) and report what was found; never raises."""
+        """
+        Query the balance once (read-only, own short timeout) and report what was found; never raises.
+
+        With ``budget_storage`` set, the storage must answer a ping first: a connection whose
+        budget cannot be used fails every task, so its test fails too.
+        """
         try:
             config = self.config
             network = self._network
+            plan = BudgetPlan.of(config)
+            if plan is not None:
+                sync_budget(plan).check()
             client = httpx_client(
                 config, network, transport=self._transport, timeout_cap=TEST_CONNECTION_TIMEOUT
             )
@@ -273,6 +291,8 @@ class VexoraHook(BaseHook):
             f"Connected to {config.base_url} as merchant {config.merchant_no} (queryBalance OK, "
             f"{network.describe()}); {config.region_report()}"
         )
+        if plan is not None:
+            message += f"; {plan.describe()} (storage answers)"
         warning = config.region_warning()
         return True, f"{message}. Warning: {warning}" if warning else message
 
@@ -286,43 +306,63 @@ class VexoraHook(BaseHook):
     # async ------------------------------------------------------------------------------------
 
     def async_session(
-        self, *, concurrency: int = DEFAULT_CONCURRENCY, stats: FetchStats | None = None
+        self,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        stats: FetchStats | None = None,
+        share_pool: bool = False,
     ) -> AbstractAsyncContextManager[VexoraAsyncSession]:
-        """Open one async sender (closed on exit) for many calls; ``concurrency`` sizes its pool."""
-        return self._async_session(concurrency=concurrency, stats=stats)
+        """
+        Open one async sender (closed on exit) for many calls; ``concurrency`` sizes its pool.
+
+        With ``share_pool``, every session of the running event loop on the same connection and
+        ``concurrency`` shares one connection pool, closed when the last of them leaves (the
+        triggers of a triggerer do this). The shared budget's Redis client is always shared so.
+        """
+        return self._async_session(concurrency=concurrency, stats=stats, share_pool=share_pool)
 
     @asynccontextmanager
     async def _async_session(
-        self, *, concurrency: int, stats: FetchStats | None
+        self, *, concurrency: int, stats: FetchStats | None, share_pool: bool
     ) -> AsyncIterator[VexoraAsyncSession]:
         config = await self.aget_config()
         network = self._network_for(config)
-        if self._async_transport is not None:
-            client = httpx.AsyncClient(
-                transport=BorrowedAsyncTransport(self._async_transport),
-                timeout=httpx_timeout(config),
-                headers=request_headers(config),
-                follow_redirects=False,
-                trust_env=False,
+        # Closed in reverse: the session's workers first (abandoned workers would fail on closed
+        # connections), then the budget's client, then the connections.
+        async with AsyncExitStack() as stack:
+            send: HttpxAsyncSender | AiohttpSender
+            if self._async_transport is not None:
+                client = httpx.AsyncClient(
+                    transport=BorrowedAsyncTransport(self._async_transport),
+                    timeout=httpx_timeout(config),
+                    headers=request_headers(config),
+                    follow_redirects=False,
+                    trust_env=False,
+                )
+                stack.push_async_callback(client.aclose)
+                send, proxy = HttpxAsyncSender(client, config), None
+            elif share_pool:
+                send = await stack.enter_async_context(
+                    shared_aiohttp_sender(config=config, network=network, limit=max(1, concurrency))
+                )
+                proxy = network.proxy
+            else:
+                send = AiohttpSender(config=config, network=network, limit=max(1, concurrency))
+                stack.push_async_callback(send.aclose)
+                proxy = network.proxy
+            plan = BudgetPlan.of(config)
+            limiter = await stack.enter_async_context(async_budget(plan)) if plan is not None else None
+            session = VexoraAsyncSession(
+                config=config,
+                send=send,
+                proxy=proxy,
+                concurrency=concurrency,
+                stats=stats,
+                limiter=limiter,
+                lineage=self.lineage,
             )
-            send: HttpxAsyncSender | AiohttpSender = HttpxAsyncSender(client, config)
-            close = client.aclose
-            proxy = None
-        else:
-            send = AiohttpSender(config=config, network=network, limit=max(1, concurrency))
-            close = send.aclose
-            proxy = network.proxy
-        session = VexoraAsyncSession(
-            config=config, send=send, proxy=proxy, concurrency=concurrency, stats=stats, lineage=self.lineage
-        )
-        try:
+            stack.push_async_callback(session.aclose)
             yield session
-        finally:
-            # Workers first, or abandoned workers would fail on closed connections.
-            try:
-                await session.aclose()
-            finally:
-                await close()
 
     async def aget_payout_status(self, trade_no: str) -> PayoutStatus:
         """Async :meth:`get_payout_status` in a one-call session (use a session for many)."""
@@ -368,3 +408,10 @@ class VexoraHook(BaseHook):
         async with self.async_session(concurrency=concurrency, stats=stats) as session:
             async for item in session.stream_payout_statuses(trade_nos, concurrency=concurrency):
                 yield item
+
+
+def _passwords(config: VexoraConfig) -> list[str]:
+    """The passwords a connection holds besides the app secret: the proxy's and the budget storage's."""
+    found = [config.proxy.password if config.proxy else None]
+    found.append(config.budget_storage.password if config.budget_storage else None)
+    return [password for password in found if password]

@@ -83,6 +83,12 @@ class SimulatorApp:
             body,
             scope.get("query_string", b"").decode("latin-1"),
         )
+        try:
+            await self._reply(reply, send)
+        finally:
+            self.gateway.finished(reply)
+
+    async def _reply(self, reply: Reply, send: Send) -> None:
         if reply.delay > 0:
             await asyncio.sleep(reply.delay)
         if reply.action is not None:

@@ -48,6 +48,7 @@ class Reply:
     :param action: ``None`` (answer normally), ``"truncated"`` (announce the full length, send
         half, close), ``"hang"`` (answer nothing for ``hang_seconds``, then close) or ``"reset"``
         (close with a TCP RST).
+    :param in_flight: whether the call counts as in flight until :meth:`Gateway.finished`.
     """
 
     status: int
@@ -57,6 +58,7 @@ class Reply:
     delay: float = 0.0
     action: str | None = None
     hang_seconds: float = 0.0
+    in_flight: bool = False
 
 
 @lru_cache(maxsize=64)
@@ -91,6 +93,10 @@ class Gateway:
     :param create_pending_seconds: pending seconds for payouts created through ``disbursements``.
     :param admin: handler for ``/_simulator/...`` paths (method, path, query, body).
     :param duplicate_code: the ``code`` a ``disbursements`` call for a used trade number gets.
+
+    An API call is in flight from :meth:`handle` until whoever carries out the reply (a server, a
+    transport) calls :meth:`finished`: delays and hangs count. ``in_flight_peak`` is the most
+    calls ever in flight at once, what a client-side cap on concurrency must keep bounded.
     """
 
     state: SimulatorState
@@ -108,6 +114,9 @@ class Gateway:
     duplicate_code: str = DUPLICATE_CODE
     #: Accepted disbursements per ``(merchant_no, trade_no)``: how many payouts really went out.
     disbursed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    in_flight: int = 0
+    in_flight_peak: int = 0
+    connections: int = 0
 
     # -- entry point -------------------------------------------------------------------------
     def handle(self, method: str, path: str, merchant_no: str | None, body: bytes, query: str = "") -> Reply:
@@ -128,6 +137,9 @@ class Gateway:
         trade_no = fields.get("tradeNo") if isinstance(fields, dict) else None
         key = trade_no if isinstance(trade_no, str) else f"merchant:{merchant_no}"
         with self.state.lock:
+            self.in_flight += 1
+            if self.in_flight > self.in_flight_peak:
+                self.in_flight_peak = self.in_flight
             self.requests[endpoint] += 1
             nth = self.calls[endpoint, key] = self.calls.get((endpoint, key), 0) + 1
             delay, fault = self.faults.decide(self.state.seed, endpoint, key, nth)
@@ -145,7 +157,15 @@ class Gateway:
                     endpoint, reply.body[9:13].decode() if reply.status == 200 else str(reply.status)
                 ] += 1
         reply.delay += delay
+        reply.in_flight = True
         return reply
+
+    def finished(self, reply: Reply) -> None:
+        """The reply has been sent (or the connection dropped): its call is no longer in flight."""
+        if reply.in_flight:
+            reply.in_flight = False
+            with self.state.lock:
+                self.in_flight -= 1
 
     # -- envelopes ---------------------------------------------------------------------------
     def _now_ms(self) -> int:
@@ -314,3 +334,5 @@ class Gateway:
             self.outcomes.clear()
             self.calls.clear()
             self.disbursed.clear()
+            self.in_flight_peak = self.in_flight
+            self.connections = 0

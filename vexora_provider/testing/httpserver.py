@@ -61,11 +61,15 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.server.connections.add(self)
+        with self.server.gateway.state.lock:
+            self.server.gateway.connections += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         if self.timer is not None:
             self.timer.cancel()
+        for reply, _ in self.queue:
+            self.server.gateway.finished(reply)  # never answered: no longer in flight either
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -116,6 +120,7 @@ class _Connection(asyncio.Protocol):
                 return
             self.queue.popleft()
             self._answer(reply, keep_alive)
+            self.server.gateway.finished(reply)
 
     def _answer(self, reply: Reply, keep_alive: bool) -> None:
         transport = self.transport

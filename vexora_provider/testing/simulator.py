@@ -204,7 +204,12 @@ class VexoraSimulator:
 
     # -- inspection --------------------------------------------------------------------------
     def stats(self, *, trades: bool = False) -> dict[str, Any]:
-        """Request counts per endpoint, outcomes per endpoint, payouts per status (and per trade)."""
+        """Request counts per endpoint, outcomes per endpoint, payouts per status (and per trade).
+
+        Also ``in_flight`` (API calls received and not yet answered), ``in_flight_peak`` (the most
+        at once since the last reset) and ``connections`` (TCP connections accepted, ``fast``
+        engine only).
+        """
         with self.state.lock:
             outcomes: dict[str, dict[str, int]] = {}
             for (endpoint, outcome), count in self.gateway.outcomes.items():
@@ -215,6 +220,9 @@ class VexoraSimulator:
                 "outcomes": outcomes,
                 "payouts": dict(Counter(p.status for p in self.state.payouts.values() if p.created)),
                 "callbacks": len(self.callbacks.deliveries),
+                "in_flight": self.gateway.in_flight,
+                "in_flight_peak": self.gateway.in_flight_peak,
+                "connections": self.gateway.connections,
             }
             if trades:
                 per_trade: dict[str, dict[str, int]] = {}

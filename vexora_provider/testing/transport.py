@@ -71,12 +71,15 @@ class SimulatorTransport(httpx.BaseTransport):
         reply = self.gateway.handle(
             request.method, url.path, request.headers.get("merchantNo"), body, url.query.decode()
         )
-        wait, error = _plan(reply, request)
-        if self.sleep and wait > 0:
-            time.sleep(wait)
-        if error is not None:
-            raise error
-        return _response(reply, request)
+        try:
+            wait, error = _plan(reply, request)
+            if self.sleep and wait > 0:
+                time.sleep(wait)
+            if error is not None:
+                raise error
+            return _response(reply, request)
+        finally:
+            self.gateway.finished(reply)
 
 
 class AsyncSimulatorTransport(httpx.AsyncBaseTransport):
@@ -96,9 +99,12 @@ class AsyncSimulatorTransport(httpx.AsyncBaseTransport):
         reply = self.gateway.handle(
             request.method, url.path, request.headers.get("merchantNo"), body, url.query.decode()
         )
-        wait, error = _plan(reply, request)
-        if self.sleep and wait > 0:
-            await asyncio.sleep(wait)
-        if error is not None:
-            raise error
-        return _response(reply, request)
+        try:
+            wait, error = _plan(reply, request)
+            if self.sleep and wait > 0:
+                await asyncio.sleep(wait)
+            if error is not None:
+                raise error
+            return _response(reply, request)
+        finally:
+            self.gateway.finished(reply)

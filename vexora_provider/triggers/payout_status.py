@@ -71,6 +71,10 @@ class PayoutStatusTrigger(BaseTrigger):
     :param failed_polls: failed polls in a row already seen before deferring.
     """
 
+    #: Whether the triggers of one triggerer share one connection pool per connection (up to the
+    #: session's 32 connections, kept alive from poll to poll) instead of opening one pool each.
+    share_pool: bool = True
+
     def __init__(
         self,
         *,
@@ -142,10 +146,11 @@ class PayoutStatusTrigger(BaseTrigger):
     async def _wait(self) -> dict[str, Any]:
         watch = self._watch()
         try:
-            # One client for the whole run; leaving the block closes it, also on cancellation.
+            # One session for the whole run; leaving the block gives its pool back, also on
+            # cancellation (the shared pool closes when the triggerer's last trigger leaves).
             # Lineage is the task's to report (the triggerer runs no task): hook lineage off.
             hook = VexoraHook(self.vexora_conn_id, hook_lineage=False)
-            async with hook.async_session() as session:
+            async with hook.async_session(share_pool=self.share_pool) as session:
                 polls = 1  # the sensor polled once before deferring
                 while True:
                     delay = next_poll_delay(

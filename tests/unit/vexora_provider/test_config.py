@@ -60,6 +60,28 @@ BAD_CONNECTIONS: dict[str, tuple[dict[str, object], str]] = {
     "ca-bundle-not-pem": ({"extra": {"ca_bundle": __file__}}, "ca_bundle"),
     "verify-word": ({"extra": {"verify": "sometimes"}}, "verify"),
     "verify-false-with-ca": ({"extra": {"verify": False, "ca_bundle": __file__}}, "ca_bundle"),
+    "budget-storage-http": ({"extra": {"budget_storage": "http://redis.internal:6379"}}, "budget_storage"),
+    "budget-storage-no-scheme": ({"extra": {"budget_storage": "redis.internal:6379"}}, "budget_storage"),
+    "budget-storage-db-word": (
+        {"extra": {"budget_storage": "redis://redis.internal/zero"}},
+        "budget_storage",
+    ),
+    "budget-storage-bad-port": (
+        {"extra": {"budget_storage": "redis://:hunter2@redis.internal:abc/0"}},
+        "budget_storage",
+    ),
+    "budget-storage-space": ({"extra": {"budget_storage": "redis://redis internal"}}, "budget_storage"),
+    "budget-storage-unix-no-path": ({"extra": {"budget_storage": "unix://"}}, "budget_storage"),
+    "budget-storage-number": ({"extra": {"budget_storage": 6379}}, "budget_storage"),
+    "max-in-flight-alone": ({"extra": {"max_in_flight": 8}}, "needs budget_storage"),
+    "max-in-flight-zero": (
+        {"extra": {"max_in_flight": 0, "budget_storage": "redis://r:6379/0"}},
+        "max_in_flight",
+    ),
+    "max-in-flight-fraction": (
+        {"extra": {"max_in_flight": 2.5, "budget_storage": "redis://r:6379/0"}},
+        "max_in_flight",
+    ),
 }
 
 
@@ -310,8 +332,9 @@ class TestVexoraConfig:
     @pytest.mark.parametrize("key", sorted(NUMBER_EXTRAS))
     def test_number_bounds_are_inclusive(self, key: str) -> None:
         rule = NUMBER_EXTRAS[key]
-        assert getattr(_config(**{key: rule.maximum}), key) == rule.maximum
-        assert getattr(_config(**{key: rule.minimum}), key) == rule.minimum
+        needs = {"budget_storage": "redis://127.0.0.1:6379/0"} if key == "max_in_flight" else {}
+        assert getattr(_config(**{key: rule.maximum}, **needs), key) == rule.maximum
+        assert getattr(_config(**{key: rule.minimum}, **needs), key) == rule.minimum
 
     def test_network_extras(self) -> None:
         config = _config(proxy="http://user:p%40ss@proxy.corp:3128", ca_bundle=__import__("certifi").where())
@@ -328,3 +351,32 @@ class TestVexoraConfig:
     def test_retry_after_defaults(self) -> None:
         config = _config()
         assert (config.retry_after_cap, config.retry_after_budget) == (30.0, 120.0)
+
+
+class TestBudgetExtras:
+    def test_off_by_default(self) -> None:
+        config = _config()
+        assert (config.budget_storage, config.max_in_flight) == (None, None)
+
+    @pytest.mark.parametrize(
+        ("given", "shown", "password"),
+        [
+            ("redis://redis.internal", "redis://redis.internal:6379/0", None),
+            ("redis://127.0.0.1:6380/3", "redis://127.0.0.1:6380/3", None),
+            ("rediss://:hunter2@redis.internal:6380/2", "rediss://redis.internal:6380/2", "hunter2"),
+            ("redis://svc:p%40ss@[::1]:6379/0", "redis://[::1]:6379/0", "p@ss"),
+            ("unix:///run/redis.sock?db=1", "unix:///run/redis.sock", None),
+        ],
+    )
+    def test_storage_urls(self, given: str, shown: str, password: str | None) -> None:
+        config = _config(budget_storage=given, max_in_flight="16")
+        assert config.budget_storage is not None
+        assert (config.budget_storage.url, config.budget_storage.shown) == (given, shown)
+        assert config.budget_storage.password == password
+        assert config.max_in_flight == 16
+        if password:
+            assert password not in repr(config)
+
+    def test_storage_alone_shares_the_rate(self) -> None:
+        config = _config(budget_storage="redis://r:6379/0", requests_per_second=20)
+        assert (config.max_in_flight, config.requests_per_second) == (None, 20.0)

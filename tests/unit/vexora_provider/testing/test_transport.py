@@ -117,3 +117,23 @@ class TestAsyncSimulatorTransport:
 
     def test_is_an_async_httpx_transport(self, sim: VexoraSimulator) -> None:
         assert isinstance(sim.async_transport(), AsyncSimulatorTransport)
+
+    def test_calls_in_flight_and_their_peak(self, sim: VexoraSimulator) -> None:
+        # Delays and timeouts count as in flight; once everything is answered, nothing is.
+        sim.add_fault("latency", latency_ms=200)
+        sim.add_fault("hang", trade_no="T9", hang_seconds=60)
+
+        async def main() -> dict[str, int]:
+            async with httpx.AsyncClient(transport=sim.async_transport(), timeout=5) as client:
+                calls = [
+                    client.post(QUERY, json=sim.signed(tradeNo=f"T{i}"), headers=sim.headers())
+                    for i in range(7)
+                ]
+                hung = client.post(QUERY, json=sim.signed(tradeNo="T9"), headers=sim.headers(), timeout=0.3)
+                await asyncio.gather(*calls, hung, return_exceptions=True)
+            stats = sim.stats()
+            return {key: stats[key] for key in ("total", "in_flight", "in_flight_peak")}
+
+        assert asyncio.run(main()) == {"total": 8, "in_flight": 0, "in_flight_peak": 8}
+        sim.reset()
+        assert (sim.stats()["in_flight_peak"], sim.stats()["connections"]) == (0, 0)

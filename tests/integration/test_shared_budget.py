@@ -1,0 +1,295 @@
+"""The shared gateway budget on a real Redis, seen from the simulator: across processes, clients, paths.
+
+Each test serves its own simulator, so its budget keys (merchant and base URL) are its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.airflow_support import free_port
+from vexora_provider.config import VexoraConfig
+from vexora_provider.exceptions import Permanence, VexoraBudgetError
+from vexora_provider.hooks._budget import BudgetPlan
+from vexora_provider.hooks._budget_redis import async_budget, sync_budget
+from vexora_provider.hooks.vexora import VexoraHook
+from vexora_provider.models import PayoutStatus
+from vexora_provider.testing import VexoraSimulator
+from vexora_provider.testing.server import SimulatorServer
+from vexora_provider.triggers.payout_status import PayoutStatusTrigger
+
+pytestmark = pytest.mark.integration
+
+# One process of the cross-process test: an async stream, or sync calls from four threads.
+WORKER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from concurrent.futures import ThreadPoolExecutor
+    from vexora_provider.hooks.vexora import VexoraHook
+    from vexora_provider.models import PayoutStatus
+
+    mode, trades = sys.argv[1], sys.argv[2].split(",")
+    hook = VexoraHook()
+    if mode == "async":
+        async def main():
+            async with hook.async_session(concurrency=16) as session:
+                return [r async for r in session.stream_payout_statuses(trades)]
+        results = asyncio.run(main())
+    else:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(hook.get_payout_status, trades))
+    print(sum(isinstance(r, PayoutStatus) for r in results))
+    """
+)
+
+
+@pytest.fixture
+def served(vexora_simulator: VexoraSimulator) -> Iterator[SimulatorServer]:
+    with vexora_simulator.serve() as server:
+        yield server
+
+
+def connect(monkeypatch: pytest.MonkeyPatch, server: SimulatorServer, **extra: Any) -> str:
+    value = server.airflow_connection("indonesia", **extra)
+    monkeypatch.setenv("AIRFLOW_CONN_VEXORA_DEFAULT", value)
+    return value
+
+
+def plan_of(server: SimulatorServer, redis_url: str, **extra: Any) -> BudgetPlan:
+    conn = json.loads(server.airflow_connection("indonesia", budget_storage=redis_url, **extra))
+    config = VexoraConfig.from_connection_fields(
+        host=conn["host"], login=conn["login"], password=conn["password"], extra=conn["extra"]
+    )
+    plan = BudgetPlan.of(config)
+    assert plan is not None
+    return plan
+
+
+class TestAcrossProcesses:
+    def test_one_cap_for_every_process_and_path(
+        self, served: SimulatorServer, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        sim = served.sim
+        sim.add_fault("latency", latency_ms=40)
+        trades = sim.create_payouts(150)
+        env = {
+            **os.environ,
+            "AIRFLOW_CONN_VEXORA_DEFAULT": connect(
+                monkeypatch, served, budget_storage=redis_url, max_in_flight=4
+            ),
+        }
+        parts = [("async", trades[:60]), ("async", trades[60:120]), ("sync", trades[120:])]
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER, mode, ",".join(part)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for mode, part in parts
+        ]
+        outputs = [worker.communicate(timeout=180) for worker in workers]
+        assert [w.returncode for w in workers] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+        assert [int(out.strip().splitlines()[-1]) for out, _ in outputs] == [60, 60, 30]
+        stats = sim.stats()
+        # Each process alone would put 16 (or 4) in flight; together they stay within 4.
+        assert stats["total"] == 150
+        assert 1 < stats["in_flight_peak"] <= 4
+
+
+class TestSharedRate:
+    def test_clients_share_one_window(self, served: SimulatorServer, redis_url: str) -> None:
+        plan = plan_of(served, redis_url, requests_per_second=10)
+        granted: list[float] = []
+        lock = threading.Lock()
+
+        async def take_async(n: int) -> None:
+            async with async_budget(plan) as budget:
+                for _ in range(n):
+                    await budget.acquire()
+                    with lock:
+                        granted.append(time.time())
+
+        def take_sync(n: int) -> None:
+            budget = sync_budget(plan)
+            for _ in range(n):
+                budget.acquire()
+                with lock:
+                    granted.append(time.time())
+
+        # Two event loops (two Redis clients) and the sync client: three users of one budget.
+        threads = [
+            threading.Thread(target=asyncio.run, args=(take_async(12),)),
+            threading.Thread(target=asyncio.run, args=(take_async(12),)),
+            threading.Thread(target=take_sync, args=(12,)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        granted.sort()
+        assert len(granted) == 36
+        # Any 11 grants in a row span at least the 1 s window (minus a little scheduling slack).
+        tightest = min(later - first for first, later in zip(granted, granted[10:], strict=False))
+        assert tightest >= 0.9
+
+
+class TestLeases:
+    def test_a_killed_holder_frees_its_slots_when_the_leases_expire(
+        self, served: SimulatorServer, redis_url: str
+    ) -> None:
+        plan = dataclasses.replace(plan_of(served, redis_url, max_in_flight=2), lease_ms=600)
+        budget = sync_budget(plan)
+        held = [budget.acquire(), budget.acquire()]  # never given back, as by a killed task
+        assert all(held)
+        started = time.monotonic()
+        lease = budget.acquire()
+        waited = time.monotonic() - started
+        assert lease is not None
+        assert waited >= 0.4  # not before the dead holder's leases ran out
+        lease.release()
+
+    def test_a_slot_given_back_wakes_a_waiter(self, served: SimulatorServer, redis_url: str) -> None:
+        plan = plan_of(served, redis_url, max_in_flight=1)
+
+        async def main() -> list[str]:
+            order: list[str] = []
+            async with async_budget(plan) as budget:
+                first = await budget.acquire()
+                assert first is not None
+
+                async def second() -> None:
+                    lease = await budget.acquire()
+                    order.append("second")
+                    assert lease is not None
+                    await lease.release()
+
+                task = asyncio.create_task(second())
+                await asyncio.sleep(0.3)
+                order.append("release")
+                await first.release()
+                await asyncio.wait_for(task, 5)
+            return order
+
+        assert asyncio.run(main()) == ["release", "second"]
+
+    def test_a_429_pauses_every_client(self, served: SimulatorServer, redis_url: str) -> None:
+        plan = plan_of(served, redis_url, max_in_flight=4)
+        sync_budget(plan).pause(0.6)
+
+        async def main() -> float:
+            async with async_budget(plan) as budget:
+                started = time.monotonic()
+                lease = await budget.acquire()
+                assert lease is not None
+                await lease.release()
+                return time.monotonic() - started
+
+        assert asyncio.run(main()) >= 0.4
+
+
+class TestConnectionTest:
+    def test_reports_the_budget(
+        self, served: SimulatorServer, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        connect(monkeypatch, served, budget_storage=redis_url, max_in_flight=4)
+        ok, message = VexoraHook().test_connection()
+        assert ok, message
+        assert "at most 4 in flight, across every task and trigger (storage answers)" in message
+
+    def test_fails_without_its_storage(
+        self, served: SimulatorServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        connect(monkeypatch, served, budget_storage=f"redis://:hunter2@127.0.0.1:{free_port()}/0")
+        ok, message = VexoraHook().test_connection()
+        assert not ok
+        assert message.startswith("VexoraBudgetError: ")
+        assert "budget_storage" in message
+        assert "hunter2" not in message
+        assert served.sim.stats()["total"] == 0
+
+
+class TestStorageUnreachable:
+    @pytest.fixture
+    def dead_storage(self, served: SimulatorServer, monkeypatch: pytest.MonkeyPatch) -> str:
+        url = f"redis://:hunter2-storage@127.0.0.1:{free_port()}/0"
+        connect(monkeypatch, served, budget_storage=url, max_in_flight=4, max_attempts=1)
+        return url
+
+    @staticmethod
+    def check(error: VexoraBudgetError, served: SimulatorServer) -> None:
+        message = str(error)
+        assert "budget_storage" in message
+        assert "127.0.0.1" in message
+        assert "hunter2" not in message
+        assert error.permanence is Permanence.CONNECTION
+        assert served.sim.stats()["total"] == 0  # never unlimited: nothing was sent
+
+    def test_sync_hook_fails_naming_the_storage(self, served: SimulatorServer, dead_storage: str) -> None:
+        served.sim.add_payout("T1", "success")
+        with pytest.raises(VexoraBudgetError) as raised:
+            VexoraHook().get_payout_status("T1")
+        self.check(raised.value, served)
+
+    def test_bulk_stream_stops_at_once(self, served: SimulatorServer, dead_storage: str) -> None:
+        trades = served.sim.create_payouts(50)
+
+        async def main() -> list[Any]:
+            return [r async for r in VexoraHook().astream_payout_statuses(trades, concurrency=8)]
+
+        with pytest.raises(VexoraBudgetError) as raised:
+            asyncio.run(main())
+        self.check(raised.value, served)
+
+    def test_trigger_ends_with_an_error_event(self, served: SimulatorServer, dead_storage: str) -> None:
+        served.sim.add_payout("T1", "success")
+        trigger = PayoutStatusTrigger(
+            trade_nos=["T1"], vexora_conn_id="vexora_default", end_time=time.time() + 60, poll_interval=0
+        )
+
+        async def main() -> Any:
+            return await trigger.run().__anext__()
+
+        event = asyncio.run(main()).payload
+        assert event["status"] == "error"
+        assert "budget_storage" in event["message"]
+        assert "hunter2" not in event["message"]
+
+    def test_a_wrong_password_is_named_not_shown(
+        self, served: SimulatorServer, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The test Redis has no password: AUTH with one is refused.
+        url = redis_url.replace("redis://", "redis://:not-the-password@", 1)
+        connect(monkeypatch, served, budget_storage=url, max_in_flight=4)
+        served.sim.add_payout("T1", "success")
+        with pytest.raises(VexoraBudgetError) as raised:
+            VexoraHook().get_payout_status("T1")
+        assert "not-the-password" not in str(raised.value)
+        assert "budget_storage" in str(raised.value)
+        assert served.sim.stats()["total"] == 0
+
+
+def test_every_result_is_a_payout_status_with_the_budget(
+    served: SimulatorServer, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trades = served.sim.create_payouts(40, {"success": 0.5, "failed": 0.5})
+    connect(monkeypatch, served, budget_storage=redis_url, max_in_flight=3, requests_per_second=500)
+
+    async def main() -> list[Any]:
+        return [r async for r in VexoraHook().astream_payout_statuses(trades, concurrency=8)]
+
+    results = asyncio.run(main())
+    assert sorted(r.trade_no for r in results if isinstance(r, PayoutStatus)) == trades
