@@ -52,7 +52,7 @@ STATUS_LINEAGE: _Lineage = {
     "trade_no": (("tradeNo",), "IDENTITY", "the trade number"),
     "platform_trade_no": (("platFormTradeNo",), "IDENTITY", "Vexora's id"),
     "status_code": (("status",), "IDENTITY", "the status code as sent"),
-    "state": (("status",), "TRANSFORMATION", "the code classified by the connection's status map"),
+    "state": (("status",), "TRANSFORMATION", "the code classified by the status map"),
     "message": (("message",), "IDENTITY", "the gateway's message"),
     "amount": (("amount",), "IDENTITY", "exact decimal, never rounded"),
     "order_amount": (("orderAmount",), "IDENTITY", "exact decimal, never rounded"),

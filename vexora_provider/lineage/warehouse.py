@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.openlineage.facet import InputDataset, SQLJobFacet
-from airflow.providers.openlineage.sqlparser import SQLParser
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -92,7 +91,8 @@ def naming_for(hook: DbApiHook, writer: WarehouseWriter) -> TableNaming | None:
             with contextlib.suppress(Exception):  # a hook that cannot tell: names without schema
                 schema = hook.get_openlineage_default_schema()
         return TableNaming(
-            namespace=SQLParser.create_namespace(info),
+            # As SQLParser.create_namespace, without loading the SQL parser for it.
+            namespace=f"{info.scheme}://{info.authority}" if info.authority else str(info.scheme),
             dialect=str(hook.get_openlineage_database_dialect(connection)),
             database=info.database,
             default_schema=schema,
@@ -110,6 +110,9 @@ def query_lineage(sql: str, naming: TableNaming) -> tuple[list[Any], dict[str, A
     :param sql: the query (``trade_nos_sql``, rendered).
     :param naming: how the warehouse names its tables.
     """
+    # Here, not at the top: the parser (a native library) is only needed for trade_nos_sql.
+    from airflow.providers.openlineage.sqlparser import SQLParser
+
     parser = SQLParser(dialect=naming.dialect, default_schema=naming.default_schema)
     job_facets: dict[str, Any] = {"sql": SQLJobFacet(query=SQLParser.normalize_sql(sql))}
     meta = parser.parse(parser.split_sql_string(sql))
