@@ -103,6 +103,7 @@ class DagRun:
     pg_table: str
     pg_batches: str
     merchant_no: str
+    secret: str
     output: str
 
     def event(self, task_id: str, kind: str) -> dict[str, Any]:
@@ -194,6 +195,7 @@ def run_dag(base: Path, pg_tables: list[str], *, openlineage: bool) -> DagRun:
         pg_table=pg_table,
         pg_batches=pg_batches,
         merchant_no=sim.merchant_no,
+        secret=sim.secret,
         output=output,
     )
 
@@ -326,6 +328,11 @@ class TestWithOpenLineage:
     def test_a_task_using_the_hook_reports_hook_lineage(self, with_openlineage: DagRun) -> None:
         run = with_openlineage
         assert names(run.event("query_with_hook", "COMPLETE")["inputs"]) == [payouts(run)]
+
+    def test_the_app_secret_is_in_no_event(self, with_openlineage: DagRun) -> None:
+        run = with_openlineage
+        assert run.events
+        assert run.secret not in json.dumps(run.events)
 
 
 class TestWithoutOpenLineage:
