@@ -73,13 +73,13 @@ def extraction_run(info: dict[str, Any], n: int, concurrency: int, db: Path) -> 
         "BENCH_N": str(n),
         "BENCH_CONCURRENCY": str(concurrency),
     }
+    return _child(["--child-extraction"], env)
+
+
+def _child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run this script with ``args`` in a fresh interpreter; return the JSON it printed last."""
     done = subprocess.run(
-        [sys.executable, __file__, "--child-extraction"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
+        [sys.executable, __file__, *args], env=env, cwd=ROOT, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise RuntimeError(done.stdout[-3000:] + done.stderr[-3000:])
@@ -172,17 +172,7 @@ def dag_test_run(
     else:
         env["AIRFLOW__OPENLINEAGE__DISABLED"] = "true"
     before = requests_seen(info)
-    done = subprocess.run(
-        [sys.executable, __file__, "--child-dag-test", str(home / "dags")],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(done.stdout[-3000:] + done.stderr[-3000:])
-    result = json.loads([x for x in done.stdout.splitlines() if x.startswith("{")][-1])
+    result = _child(["--child-dag-test", str(home / "dags")], env)
     result["requests"] = requests_seen(info) - before
     return result
 
