@@ -67,6 +67,7 @@ bench: venv
 	$(BIN)/python bench/bench_callbacks.py
 	$(BIN)/python bench/bench_create.py
 	$(BIN)/python bench/bench_budget.py
+	$(BIN)/python bench/bench_lineage.py     # ~3 min: 10,000-trade syncs, OpenLineage on/off
 	$(BIN)/python bench/bench_celery.py      # ~10 min: a Celery deployment, 6 runs
 	$(BIN)/python bench/bench_triggerer.py   # ~20 min: 2 x 500 deferred sensors
 

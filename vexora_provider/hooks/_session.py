@@ -20,6 +20,7 @@ from vexora_provider.hooks._create import PayoutRequest, create_flow, lookup_cal
 from vexora_provider.hooks._driver import Credentials, Driver
 from vexora_provider.hooks._protocol import Answer, FetchStats, validate_trade_no
 from vexora_provider.hooks._runners import AsyncRunner
+from vexora_provider.lineage.hook import PayoutsLineage
 from vexora_provider.models import Balance, PayoutQueryError, PayoutStatus
 
 __all__ = ["DEFAULT_CONCURRENCY", "VexoraAsyncSession"]
@@ -59,6 +60,7 @@ class VexoraAsyncSession:
     :param stats: counters to update; a fresh :class:`FetchStats` when omitted.
     :param limiter: the rate limiter shared by the session's requests; by default one honouring
         the connection's ``requests_per_second``.
+    :param lineage: where the payouts read or written are reported (the hook's); none by default.
     """
 
     def __init__(
@@ -70,8 +72,10 @@ class VexoraAsyncSession:
         concurrency: int = DEFAULT_CONCURRENCY,
         stats: FetchStats | None = None,
         limiter: _retry.AsyncLimiter | None = None,
+        lineage: PayoutsLineage | None = None,
     ) -> None:
         self.config = config
+        self.lineage = lineage if lineage is not None else PayoutsLineage(self, enabled=False)
         self.stats = stats if stats is not None else FetchStats()
         self.concurrency = concurrency
         self._driver = Driver(config=config, stats=self.stats, proxy=proxy)
@@ -84,6 +88,7 @@ class VexoraAsyncSession:
     async def get_payout_status(self, trade_no: str) -> PayoutStatus:
         """Return the status of one payout; raise a typed :class:`VexoraError` after retries."""
         trade_no = validate_trade_no(trade_no)
+        self.lineage.read(self.config.merchant_no)
         return await self._runner.run(self._driver.status_call(trade_no))
 
     async def get_balance(self) -> Balance:
@@ -92,11 +97,16 @@ class VexoraAsyncSession:
 
     async def find_payout(self, trade_no: str) -> PayoutStatus | None:
         """Return the payout's status, or ``None`` when the gateway says it has no such payout."""
-        return await self._runner.run(lookup_call(self._driver, validate_trade_no(trade_no)))
+        trade_no = validate_trade_no(trade_no)
+        self.lineage.read(self.config.merchant_no)
+        return await self._runner.run(lookup_call(self._driver, trade_no))
 
     async def create_payout(self, request: PayoutRequest) -> PayoutStatus:
         """Create a validated payout at most once (see :meth:`VexoraHook.create_payout`)."""
-        return await self._runner.run_flow(create_flow(self._driver, request))
+        self.lineage.read(self.config.merchant_no)
+        status = await self._runner.run_flow(create_flow(self._driver, request))
+        self.lineage.wrote(self.config.merchant_no)
+        return status
 
     async def _fetch_one(self, trade_no: object) -> PayoutStatus | PayoutQueryError:
         try:
@@ -134,6 +144,7 @@ class VexoraAsyncSession:
         instead of one per worker. An error whose permanence is ``connection`` ends the stream by
         raising it, since every remaining trade would fail the same way.
         """
+        self.lineage.read(self.config.merchant_no)  # once per stream, not per trade
         workers_n = max(1, concurrency or self.concurrency)
         results: asyncio.Queue[object] = asyncio.Queue(maxsize=workers_n)
         first_answer = asyncio.Event()

@@ -47,6 +47,7 @@ from vexora_provider.hooks._transport import (
     httpx_timeout,
     shared_aiohttp_sender,
 )
+from vexora_provider.lineage.hook import PayoutsLineage
 from vexora_provider.models import Balance, PayoutQueryError, PayoutStatus
 
 if TYPE_CHECKING:
@@ -83,6 +84,9 @@ class VexoraHook(BaseHook):
     :param vexora_conn_id: the ``vexora`` connection to use.
     :param transport: sync httpx transport to send through instead of the network (tests).
     :param async_transport: async httpx transport instead of the default aiohttp sender.
+    :param hook_lineage: report the merchant's payouts as read (status queries) or written
+        (creates) to Airflow's hook lineage, once per hook, for OpenLineage; the provider's
+        operators and sensor turn it off and report their own lineage.
     """
 
     conn_name_attr = "vexora_conn_id"
@@ -96,12 +100,14 @@ class VexoraHook(BaseHook):
         *,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
+        hook_lineage: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.vexora_conn_id = vexora_conn_id
         self._transport = transport
         self._async_transport = async_transport
+        self.lineage = PayoutsLineage(self, enabled=hook_lineage)
         self._reported = False
         self.stats = FetchStats()
 
@@ -200,12 +206,14 @@ class VexoraHook(BaseHook):
         """Return the status of one payout; raise a typed :class:`VexoraError` after retries."""
         trade_no = validate_trade_no(trade_no)
         runner = self._runner
+        self.lineage.read(self.config.merchant_no)
         return runner.run(runner.driver.status_call(trade_no))
 
     def find_payout(self, trade_no: str) -> PayoutStatus | None:
         """Return the payout's status, or ``None`` when the gateway says it has no such payout."""
         trade_no = validate_trade_no(trade_no)
         runner = self._runner
+        self.lineage.read(self.config.merchant_no)
         return runner.run(lookup_call(runner.driver, trade_no))
 
     def create_payout(
@@ -241,7 +249,10 @@ class VexoraHook(BaseHook):
             trade_no=trade_no, amount=amount, fields=fields, notify_url=notify_url, remark=remark
         )
         runner = self._runner
-        return runner.run_flow(create_flow(runner.driver, request))
+        self.lineage.read(self.config.merchant_no)
+        status = runner.run_flow(create_flow(runner.driver, request))
+        self.lineage.wrote(self.config.merchant_no)
+        return status
 
     def get_balance(self) -> Balance:
         """Return the merchant's balance (``queryBalance``)."""
@@ -342,7 +353,13 @@ class VexoraHook(BaseHook):
             plan = BudgetPlan.of(config)
             limiter = await stack.enter_async_context(async_budget(plan)) if plan is not None else None
             session = VexoraAsyncSession(
-                config=config, send=send, proxy=proxy, concurrency=concurrency, stats=stats, limiter=limiter
+                config=config,
+                send=send,
+                proxy=proxy,
+                concurrency=concurrency,
+                stats=stats,
+                limiter=limiter,
+                lineage=self.lineage,
             )
             stack.push_async_callback(session.aclose)
             yield session

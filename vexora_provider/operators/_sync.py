@@ -34,14 +34,31 @@ from vexora_provider.warehouse import (
 if TYPE_CHECKING:
     from vexora_provider.hooks.vexora import FetchStats, VexoraHook
 
-__all__ = ["FAILED_SAMPLE_SIZE", "SyncCounters", "WarehouseSync"]
+__all__ = ["FAILED_SAMPLE_SIZE", "FAILURE_DETAIL_LIMIT", "FailedTrade", "SyncCounters", "WarehouseSync"]
 
 FAILED_SAMPLE_SIZE = 10
+#: Failed trades kept with their causes (for OpenLineage's error facet); all are counted.
+FAILURE_DETAIL_LIMIT = 100
 # fetched_at is read at most this often (seconds): one datetime shared by rows fetched together.
 _CLOCK_TICK = 0.05
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class FailedTrade:
+    """
+    A trade recorded in the errors table, and why.
+
+    :param trade_no: the trade number (as stored in the errors table).
+    :param error_type: the error class, e.g. ``VexoraTransportError`` or ``UnstorableValue``.
+    :param error: the error text recorded.
+    """
+
+    trade_no: str
+    error_type: str
+    error: str
 
 
 @dataclass
@@ -63,6 +80,7 @@ class SyncCounters:
     :param batches: batches committed.
     :param by_state: loaded rows per state.
     :param failed_sample: the first few failed trade numbers (the full list is the errors table).
+    :param failures: the first ``FAILURE_DETAIL_LIMIT`` failed trades with their causes.
     :param started_at: ``time.monotonic()`` when the sync started.
     """
 
@@ -77,6 +95,7 @@ class SyncCounters:
     batches: int = 0
     by_state: Counter[str] = field(default_factory=Counter)
     failed_sample: list[str] = field(default_factory=list)
+    failures: list[FailedTrade] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
 
     def note_failure(self, trade_no: object) -> None:
@@ -84,6 +103,11 @@ class SyncCounters:
         self.failed += 1
         if len(self.failed_sample) < FAILED_SAMPLE_SIZE:
             self.failed_sample.append(str(trade_no))
+
+    def note_causes(self, rows: Iterable[ErrorRow]) -> None:
+        """Keep failed trades with their causes while there is room (memory stays bounded)."""
+        for row in islice(rows, max(0, FAILURE_DETAIL_LIMIT - len(self.failures))):
+            self.failures.append(FailedTrade(row.trade_no, row.error_type, row.error))
 
     @property
     def elapsed(self) -> float:
@@ -277,6 +301,8 @@ class WarehouseSync:
         counters.by_state.update(outcome.by_state)
         for trade_no in outcome.failed:
             counters.note_failure(trade_no)
+        if len(counters.failures) < FAILURE_DETAIL_LIMIT:
+            counters.note_causes(outcome.errors)
         counters.superseded += outcome.superseded
         counters.unstorable += outcome.unstorable
         counters.reversals += len(outcome.reversals)

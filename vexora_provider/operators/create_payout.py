@@ -37,6 +37,7 @@ from vexora_provider.sensors.payout_status import DEFERRAL_GRACE
 from vexora_provider.triggers.payout_status import PayoutStatusTrigger, validate_event
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context, RetryPolicy
 
 __all__ = ["STATE_KEY", "CreatePayoutOperator", "derive_trade_no"]
@@ -164,11 +165,31 @@ class CreatePayoutOperator(BaseOperator):
         self.success_states = self.policy.success_state_names
         self.fail_on_failed = fail_on_failed
         self.max_consecutive_failures = max_consecutive_failures
+        self._created: bool | None = None  # whether this try created the payout (for lineage)
 
     @cached_property
     def hook(self) -> VexoraHook:
         """The hook for ``vexora_conn_id`` (no connection lookup until the first request)."""
-        return VexoraHook(vexora_conn_id=self.vexora_conn_id)
+        return VexoraHook(vexora_conn_id=self.vexora_conn_id, hook_lineage=False)  # reports its own
+
+    # OpenLineage: called by the OpenLineage provider's listener, when it is installed ------------
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage[Any, Any] | None:
+        """The merchant's payouts as the output (``None`` without the OpenLineage provider)."""
+        return self._lineage()
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
+        """The payouts as the output, with ``rowCount`` 1 when this try created the payout, else 0."""
+        return self._lineage()
+
+    def _lineage(self) -> OperatorLineage[Any, Any] | None:
+        try:
+            from vexora_provider.lineage.datasets import payouts_lineage
+        except ImportError:
+            return None
+        created = None if self._created is None else int(self._created)
+        lineage = payouts_lineage(self.hook.config.merchant_no, output=True, created=created)
+        return lineage  # type: ignore[no-any-return]
 
     # the decision table ---------------------------------------------------------------------
 
@@ -178,6 +199,7 @@ class CreatePayoutOperator(BaseOperator):
         try:
             self._remember(context, request)
             status, created = self._find_or_create(request)
+            self._created = created
             return self._after_create(status, created)
         finally:
             if "hook" in self.__dict__:
@@ -334,6 +356,7 @@ class CreatePayoutOperator(BaseOperator):
         self, context: Context, event: dict[str, Any] | None = None, created: bool = False
     ) -> XCom:
         """Resume after the trigger fired: return the payout on success, raise on anything else."""
+        self._created = created
         try:
             event = validate_event(event)
         except ValueError as error:

@@ -18,6 +18,7 @@ from vexora_provider.warehouse import TableName, writer_for
 
 if TYPE_CHECKING:
     import jinja2
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 __all__ = ["DEFAULT_TABLE", "PayoutStatusToSqlOperator"]
@@ -60,6 +61,10 @@ class PayoutStatusToSqlOperator(BaseOperator):
     :param max_failed_ratio: fail the task, after loading everything it could, when
         failed / requested exceeds this (default 0: any failure fails the task).
     :param progress_interval: seconds between progress lines when no batch completes sooner.
+
+    With the OpenLineage provider installed (the ``openlineage`` extra), the task reports the
+    merchant's payouts as its input, the status and errors tables as outputs with the rows each
+    run wrote, and its counts and failed trades as run facets (see the lineage docs).
     """
 
     template_fields: Sequence[str] = ("trade_nos", "trade_nos_sql", "table", "sql_conn_id", "vexora_conn_id")
@@ -105,6 +110,7 @@ class PayoutStatusToSqlOperator(BaseOperator):
         self.batch_size = batch_size
         self.max_failed_ratio = max_failed_ratio
         self.progress_interval = progress_interval
+        self._last_sync: tuple[WarehouseSync, TableName] | None = None  # for the lineage methods
 
     def render_template(
         self,
@@ -124,7 +130,7 @@ class PayoutStatusToSqlOperator(BaseOperator):
     @cached_property
     def hook(self) -> VexoraHook:
         """The Vexora hook (connection resolved lazily, on first use)."""
-        return VexoraHook(self.vexora_conn_id)
+        return VexoraHook(self.vexora_conn_id, hook_lineage=False)  # the operator reports its own
 
     def get_db_hook(self) -> DbApiHook:
         """Return the warehouse hook; the connection's type decides which (any ``DbApiHook``)."""
@@ -159,6 +165,7 @@ class PayoutStatusToSqlOperator(BaseOperator):
             log=self.log,
             settled=SettledTrades(limit=SETTLED_LIMIT) if announce else None,
         )
+        self._last_sync = (sync, table)
         counters = sync.run(trade_nos=trade_nos, trade_nos_sql=self.trade_nos_sql)
         summary = _summary(counters, sync, table)
         if sync.settled is not None:
@@ -173,6 +180,42 @@ class PayoutStatusToSqlOperator(BaseOperator):
                 f"{table.errors} (first: {', '.join(counters.failed_sample)})"
             )
         return summary
+
+    # OpenLineage: called by the OpenLineage provider's listener, when it is installed ------------
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage[Any, Any] | None:
+        """The payouts read and the tables written (``None`` without the OpenLineage provider)."""
+        return self._lineage(done=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
+        """The datasets, the rows this run wrote, its counts and its failed trades."""
+        return self._lineage(done=True)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
+        """As on completion, with what the run committed before it failed."""
+        return self._lineage(done=True)
+
+    def _lineage(self, *, done: bool) -> OperatorLineage[Any, Any] | None:
+        try:
+            from vexora_provider.lineage.sync import SyncResult, sync_lineage
+        except ImportError:
+            return None
+        result = None
+        if self._last_sync is not None:
+            sync, table = self._last_sync
+            db_hook = sync.writer.hook
+            if done:  # the counters, as committed: no trade is counted twice
+                failures = list(sync.counters.failures)
+                result = SyncResult(summary=_summary(sync.counters, sync, table), failures=failures)
+        else:
+            table, db_hook = TableName.parse(self.table), self.get_db_hook()
+        return sync_lineage(  # type: ignore[no-any-return]
+            merchant_no=self.hook.config.merchant_no,
+            hook=db_hook,
+            table=table,
+            trade_nos_sql=self.trade_nos_sql,
+            result=result,
+        )
 
     def _payouts_outlets(self) -> list[Any]:
         """The ``vexora://`` payouts assets in ``outlets``; each must be this connection's merchant."""

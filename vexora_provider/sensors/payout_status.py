@@ -31,6 +31,7 @@ from vexora_provider.policy import (
 from vexora_provider.triggers.payout_status import PayoutStatusTrigger, validate_event
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context, XComArg
 
 __all__ = ["PayoutStatusSensor"]
@@ -132,7 +133,21 @@ class PayoutStatusSensor(BaseSensorOperator):
     @cached_property
     def hook(self) -> VexoraHook:
         """The hook for ``vexora_conn_id`` (no connection lookup until the first query)."""
-        return VexoraHook(vexora_conn_id=self.vexora_conn_id)
+        return VexoraHook(vexora_conn_id=self.vexora_conn_id, hook_lineage=False)  # reports its own
+
+    # OpenLineage: called by the OpenLineage provider's listener, when it is installed ------------
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage[Any, Any] | None:
+        """The merchant's payouts as the input (``None`` without the OpenLineage provider)."""
+        try:
+            from vexora_provider.lineage.datasets import payouts_lineage
+        except ImportError:
+            return None
+        return payouts_lineage(self.hook.config.merchant_no)  # type: ignore[no-any-return]
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any] | None:
+        """The merchant's payouts as the input, also after a deferral (the trigger reports nothing)."""
+        return self.get_openlineage_facets_on_start()
 
     def _close_hook(self) -> None:
         if "hook" in self.__dict__:

@@ -148,7 +148,8 @@ class PayoutStatusTrigger(BaseTrigger):
         try:
             # One session for the whole run; leaving the block gives its pool back, also on
             # cancellation (the shared pool closes when the triggerer's last trigger leaves).
-            hook = VexoraHook(self.vexora_conn_id)
+            # Lineage is the task's to report (the triggerer runs no task): hook lineage off.
+            hook = VexoraHook(self.vexora_conn_id, hook_lineage=False)
             async with hook.async_session(share_pool=self.share_pool) as session:
                 polls = 1  # the sensor polled once before deferring
                 while True:

@@ -228,7 +228,8 @@ class PayoutSettledTrigger(BaseEventTrigger):
         while True:
             try:
                 # A fresh hook each time: a connection fixed after a failure is read again.
-                hook = VexoraHook(self.vexora_conn_id)
+                # The triggerer runs no task: there is no lineage to report.
+                hook = VexoraHook(self.vexora_conn_id, hook_lineage=False)
                 async with hook.async_session(concurrency=self.concurrency) as session:
                     async for event in self._watch(session):
                         yield event

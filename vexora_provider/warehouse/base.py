@@ -300,6 +300,19 @@ class WriterBase:
         """SQL for the connection's default schema, or ``None`` when unknown."""
         return None
 
+    def current_schema(self) -> str | None:
+        """The schema an unqualified table name resolves to here, ``None`` when the dialect cannot say."""
+        sql = self._current_schema_sql()
+        if sql is None:
+            return None
+
+        def work(cur: Any) -> str | None:
+            cur.execute(f"SELECT {sql}")
+            row = cur.fetchone()
+            return None if row is None or row[0] is None else str(row[0])
+
+        return self._run("reading the current schema", work)
+
     def _amount_types(self, cur: Any) -> dict[str, tuple[str, int | None, int | None]]:
         """``column -> (data_type, precision, scale)`` of the amount columns, from information_schema."""
         schema = self.table.schema

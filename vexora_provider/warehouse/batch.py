@@ -51,6 +51,7 @@ class BatchOutcome:
     :param loaded: status rows written (the table keeps the newer of these and what it held).
     :param by_state: loaded rows per state.
     :param failed: trade numbers recorded in the errors table.
+    :param errors: the error rows recorded, in the order of ``failed`` (their causes).
     :param superseded: failures not recorded: the table holds a final status or a newer fetch.
     :param unstorable: status rows the database refused, recorded as failures instead.
     :param reversals: final states replaced by a different final state.
@@ -60,6 +61,7 @@ class BatchOutcome:
     loaded: int = 0
     by_state: Counter[str] = field(default_factory=Counter)
     failed: list[str] = field(default_factory=list)
+    errors: list[ErrorRow] = field(default_factory=list)
     superseded: int = 0
     unstorable: int = 0
     reversals: list[Reversal] = field(default_factory=list)
@@ -198,7 +200,9 @@ class WarehouseWriter(WriterBase, ABC):
             return
         outcome.loaded += len(rows)
         outcome.by_state.update(row.state for row in rows)
-        outcome.failed.extend(e.trade_no for e in errors if (e.merchant_no, e.trade_no) not in superseded)
+        recorded = [e for e in errors if (e.merchant_no, e.trade_no) not in superseded]
+        outcome.failed.extend(e.trade_no for e in recorded)
+        outcome.errors.extend(recorded)
         outcome.superseded += len(superseded)
         outcome.reversals.extend(reversals)
 

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from vexora_provider.warehouse.rows import KEY_COLUMNS
 from vexora_provider.warehouse.sql import quote_columns
 
-__all__ = ["AMOUNT_COLUMNS", "LEGACY_AMOUNT", "ColumnTypes", "create_table_statements"]
+__all__ = [
+    "AMOUNT_COLUMNS",
+    "LEGACY_AMOUNT",
+    "NOT_NULL_COLUMNS",
+    "ColumnTypes",
+    "create_table_statements",
+    "error_column_types",
+    "status_column_types",
+]
 
 AMOUNT_COLUMNS: tuple[str, ...] = ("amount", "order_amount", "pay_amount")
 #: ``(precision, scale)`` of the amount columns created by earlier versions, which rounded to
@@ -35,12 +43,15 @@ class ColumnTypes:
     table_suffix: str = ""
 
 
-def create_table_statements(status_sql: str, errors_sql: str, quote: str, types: ColumnTypes) -> list[str]:
-    """Return ``CREATE TABLE IF NOT EXISTS`` statements for the status and errors tables."""
-    key = f"{types.text_key} NOT NULL"
-    status_types = {
-        "merchant_no": key,
-        "trade_no": key,
+#: Columns that are ``NOT NULL`` in both tables.
+NOT_NULL_COLUMNS: frozenset[str] = frozenset({*KEY_COLUMNS, "fetched_at", "failed_at"})
+
+
+def status_column_types(types: ColumnTypes) -> dict[str, str]:
+    """``column -> SQL type`` of the status table, in column order."""
+    return {
+        "merchant_no": types.text_key,
+        "trade_no": types.text_key,
         "platform_trade_no": types.text,
         "status_code": types.text,
         "state": types.text,
@@ -49,21 +60,33 @@ def create_table_statements(status_sql: str, errors_sql: str, quote: str, types:
         "order_amount": types.numeric,
         "pay_amount": types.numeric,
         "success_time": types.timestamp,
-        "fetched_at": f"{types.timestamp} NOT NULL",
+        "fetched_at": types.timestamp,
         "raw": types.text,
     }
-    error_types = {
-        "merchant_no": key,
-        "trade_no": key,
+
+
+def error_column_types(types: ColumnTypes) -> dict[str, str]:
+    """``column -> SQL type`` of the ``<table>_errors`` table, in column order."""
+    return {
+        "merchant_no": types.text_key,
+        "trade_no": types.text_key,
         "error_type": types.text,
         "error": types.text,
         "attempts": "INTEGER",
-        "failed_at": f"{types.timestamp} NOT NULL",
+        "failed_at": types.timestamp,
     }
+
+
+def create_table_statements(status_sql: str, errors_sql: str, quote: str, types: ColumnTypes) -> list[str]:
+    """Return ``CREATE TABLE IF NOT EXISTS`` statements for the status and errors tables."""
     primary_key = f"PRIMARY KEY ({quote_columns(KEY_COLUMNS, quote)})"
+    tables = ((status_sql, status_column_types(types)), (errors_sql, error_column_types(types)))
     return [
         f"CREATE TABLE IF NOT EXISTS {name} ("
-        + ", ".join(f"{quote}{col}{quote} {kind}" for col, kind in columns.items())
+        + ", ".join(
+            f"{quote}{col}{quote} {kind}" + (" NOT NULL" if col in NOT_NULL_COLUMNS else "")
+            for col, kind in columns.items()
+        )
         + f", {primary_key}){types.table_suffix}"
-        for name, columns in ((status_sql, status_types), (errors_sql, error_types))
+        for name, columns in tables
     ]

@@ -74,8 +74,9 @@ class FakeHook:
         self.polls: list[list[str]] = []
         self.opened = self.closed = 0
 
-    def __call__(self, vexora_conn_id: str) -> FakeHook:
+    def __call__(self, vexora_conn_id: str, *, hook_lineage: bool = True) -> FakeHook:
         self.conn_id = vexora_conn_id
+        self.hook_lineage = hook_lineage
         return self
 
     @asynccontextmanager
@@ -204,6 +205,7 @@ class TestPayoutStatusTrigger:
                 "retryable": True,
             }
         ]
+        assert hook.hook_lineage is False  # the triggerer runs no task: nothing to report
         assert hook.polls == [["T2", "T3"], ["T2", "T3"], ["T3"]]
         assert clock.sleeps == [30.0, 30.0, 30.0]
         assert hook.conn_id == "vexora_default"
