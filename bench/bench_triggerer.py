@@ -67,7 +67,7 @@ for mode, sensor in SENSORS.items():
         sensor.partial(
             task_id="wait", deferrable=True, poke_interval=float(os.environ["VEXORA_BENCH_POLL"]),
             timeout=6 * 3600,
-        ).expand(trade_no=BATCHES[mode])
+        ).expand(trade_nos=BATCHES[mode])
 """
 
 

@@ -62,7 +62,7 @@ with DAG(
     wait = PayoutStatusSensor(
         task_id="wait_for_payouts",
         vexora_conn_id="{{ params.vexora_conn_id }}",
-        trade_no=trade_nos,
+        trade_nos=trade_nos,
         deferrable=True,
         poke_interval=POKE_INTERVAL,
         timeout=6 * 60 * 60,

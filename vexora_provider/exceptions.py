@@ -11,12 +11,18 @@ field, so they cannot disagree about what a retry or another poll can fix.
 
 from __future__ import annotations
 
+import sys
+import warnings
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, Unpack
 
+import airflow.sdk
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from vexora_provider.models import PayoutStatus
 
 __all__ = [
@@ -25,6 +31,7 @@ __all__ = [
     "VexoraAuthError",
     "VexoraBudgetError",
     "VexoraConfigError",
+    "VexoraDeprecationWarning",
     "VexoraError",
     "VexoraHTTPError",
     "VexoraInvalidPayoutError",
@@ -34,6 +41,7 @@ __all__ = [
     "VexoraPayoutUnknownError",
     "VexoraResponseFormatError",
     "VexoraTransportError",
+    "warn_deprecated",
 ]
 
 
@@ -325,3 +333,21 @@ class VexoraPayoutUnknownError(VexoraError):
     """
 
     default_permanence = Permanence.TRANSIENT
+
+
+class VexoraDeprecationWarning(DeprecationWarning):
+    """
+    An argument or name of this provider that still works but will go in a future major release;
+    the message says what to use instead.
+    """
+
+
+def warn_deprecated(message: str) -> None:
+    """Warn with :class:`VexoraDeprecationWarning`, pointing at the first line outside Airflow and us."""
+    ours = (str(Path(__file__).parent), str(Path(airflow.sdk.__file__).parent.parent))
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
+    # Airflow wraps operator constructors a varying number of times (defaults, DAG context).
+    while frame is not None and frame.f_code.co_filename.startswith(ours):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, VexoraDeprecationWarning, stacklevel=level + 1)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from vexora_provider._text import count
 from vexora_provider.exceptions import VexoraError, VexoraPayoutFailedError
 from vexora_provider.models import TERMINAL_STATES, PayoutQueryError, PayoutState, PayoutStatus
 
@@ -190,7 +191,12 @@ class PayoutWatch:
             return self._failed_poll(sorted(errors, key=lambda e: order.get(e.trade_no, len(order))))
         self.failed_polls = 0  # "not yet terminal" is a healthy answer: it clears the count
         if not self.to_poll():
-            return Verdict("success", f"all {len(self.trade_nos)} payouts are final", self.statuses())
+            final = (
+                "the payout is final"
+                if len(self.trade_nos) == 1
+                else f"all {len(self.trade_nos)} payouts are final"
+            )
+            return Verdict("success", final, self.statuses())
         return Verdict("waiting", "", self.statuses())
 
     def record_poll_error(self, error: VexoraError) -> Verdict:
@@ -202,19 +208,19 @@ class PayoutWatch:
 
     def _failed_poll(self, errors: Sequence[PayoutQueryError]) -> Verdict:
         self.failed_polls += 1
-        others = f"; {len(errors) - 1} more trades failing too" if len(errors) > 1 else ""
+        others = f"; {count(len(errors) - 1, 'more trade')} failing too" if len(errors) > 1 else ""
         if self.failed_polls < self.max_consecutive_failures:
             # While waiting, the message is for the log: what failed, and how close to giving up.
             progress = f"{self.failed_polls} of {self.max_consecutive_failures} failed polls allowed in a row"
             return Verdict("waiting", f"{errors[0].message} ({progress}{others})", self.statuses())
-        message = f"{errors[0].message} ({self.failed_polls} polls in a row{others})"
+        message = f"{errors[0].message} ({count(self.failed_polls, 'poll')} in a row{others})"
         return Verdict("error", message, self.statuses(), retryable=True)
 
     def pending_summary(self) -> str:
         """Return e.g. ``2 of 5 payouts not final yet: 'a', 'b'`` for logs and timeouts."""
         pending = self.to_poll()
         shown = ", ".join(repr(t) for t in pending[:5]) + (", …" if len(pending) > 5 else "")
-        return f"{len(pending)} of {len(self.trade_nos)} payouts not final yet: {shown}"
+        return f"{len(pending)} of {count(len(self.trade_nos), 'payout')} not final yet: {shown}"
 
 
 def next_poll_delay(

@@ -113,7 +113,7 @@ class TestPayoutStatusSensorAgainstSimulator:
             sim.add_payout("ORDER-2", "partial", pending_polls=1, amount="80.00")
             sim.add_payout("ORDER-3", "success", amount="12.34")
 
-        kind, statuses = both_modes(server, script, trade_no=["ORDER-2", "ORDER-1", "ORDER-3"])
+        kind, statuses = both_modes(server, script, trade_nos=["ORDER-2", "ORDER-1", "ORDER-3"])
         assert kind == "returned"
         assert [s["trade_no"] for s in statuses] == ["ORDER-2", "ORDER-1", "ORDER-3"]
         assert [s["state"] for s in statuses] == ["partial", "success", "success"]
@@ -128,7 +128,7 @@ class TestPayoutStatusSensorAgainstSimulator:
     ) -> None:
         connect(server, monkeypatch)
         kind, status = both_modes(
-            server, lambda sim: sim.add_payout("ORDER-1", "success", pending_polls=1), trade_no="ORDER-1"
+            server, lambda sim: sim.add_payout("ORDER-1", "success", pending_polls=1), trade_nos="ORDER-1"
         )
         assert kind == "returned"
         assert status["trade_no"] == "ORDER-1"
@@ -143,7 +143,7 @@ class TestPayoutStatusSensorAgainstSimulator:
             sim.add_payout("ORDER-1", "success", pending_polls=5)
             sim.add_payout("ORDER-2", "failed", pending_polls=1, message="REJECTED_TRANSACTION")
 
-        kind, message = both_modes(server, script, trade_no=["ORDER-1", "ORDER-2"])
+        kind, message = both_modes(server, script, trade_nos=["ORDER-1", "ORDER-2"])
         assert kind is AirflowFailException
         assert message == "trade 'ORDER-2': payout failed (status 00029: REJECTED_TRANSACTION)"
 
@@ -154,7 +154,7 @@ class TestPayoutStatusSensorAgainstSimulator:
         kind, status = both_modes(
             server,
             lambda sim: sim.add_payout("ORDER-2", "failed", pending_polls=1),
-            trade_no="ORDER-2",
+            trade_nos="ORDER-2",
             fail_on_failed=False,
         )
         assert (kind, status["state"]) == ("returned", "failed")
@@ -166,13 +166,13 @@ class TestPayoutStatusSensorAgainstSimulator:
             sim.add_payout("ORDER-9", "0042", pending_polls=1)
 
         connect(server, monkeypatch)
-        kind, message = both_modes(server, script, trade_no="ORDER-9")
+        kind, message = both_modes(server, script, trade_nos="ORDER-9")
         assert kind is AirflowFailException
         assert "0042" in message
         assert "status_map" in message
 
         connect(server, monkeypatch, status_map={"0042": "success"})
-        kind, status = both_modes(server, script, trade_no="ORDER-9")
+        kind, status = both_modes(server, script, trade_nos="ORDER-9")
         assert (kind, status["state"], status["status_code"]) == ("returned", "success", "0042")
 
     @pytest.mark.parametrize("fault", ["http_503", "code_8000", "malformed_json", "reset"])
@@ -185,7 +185,7 @@ class TestPayoutStatusSensorAgainstSimulator:
             sim.add_payout("ORDER-1", "success", pending_polls=1)
             sim.add_fault(fault, "queryPayOutResult", trade_no="ORDER-1", nth=(2, 3))
 
-        kind, status = both_modes(server, script, trade_no="ORDER-1")
+        kind, status = both_modes(server, script, trade_nos="ORDER-1")
         assert (kind, status["state"]) == ("returned", "success")
 
     def test_persistent_failure_fails_after_the_threshold(
@@ -197,14 +197,14 @@ class TestPayoutStatusSensorAgainstSimulator:
             sim.add_payout("ORDER-1", "success", pending_polls=1)
             sim.add_fault("http_503", "queryPayOutResult", trade_no="ORDER-1")
 
-        kind, message = both_modes(server, script, trade_no="ORDER-1")
+        kind, message = both_modes(server, script, trade_nos="ORDER-1")
         assert kind is AirflowException
         assert message == "trade 'ORDER-1': HTTP 503 from the gateway (3 polls in a row)"
 
     def test_timeout(self, server: SimulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
         connect(server, monkeypatch)
         outcome = both_modes(
-            server, lambda sim: sim.add_payout("ORDER-1", "pending"), trade_no=["ORDER-1"], timeout=0.3
+            server, lambda sim: sim.add_payout("ORDER-1", "pending"), trade_nos=["ORDER-1"], timeout=0.3
         )
         assert outcome[0] is AirflowSensorTimeout
 
@@ -221,7 +221,7 @@ class TestPayoutStatusSensorAgainstSimulator:
                 sim.add_payout("ORDER-1", final, pending_polls=1)
                 sim.add_fault("http_500", "queryPayOutResult", trade_no="ORDER-1", nth=(2,))
 
-            outcomes.append(both_modes(server, script, events, trade_no="ORDER-1"))
+            outcomes.append(both_modes(server, script, events, trade_nos="ORDER-1"))
         assert len(events) == 3
         text = json.dumps([events, [(str(kind), value) for kind, value in outcomes]])
         assert "ORDER-1" in text
@@ -249,7 +249,7 @@ class TestWrongCredentials:
         for trade_no in ("A", "B", "C"):
             server.sim.add_payout(trade_no, "success", pending_polls=2)
 
-        kind, message = run(mode, trade_no=["A", "B", "C"], max_consecutive_failures=5)
+        kind, message = run(mode, trade_nos=["A", "B", "C"], max_consecutive_failures=5)
 
         assert kind is VexoraAuthError
         assert "merchant number (login)" in message
@@ -274,6 +274,6 @@ class TestWrongCredentials:
             "VexoraAuthError",
         )
         assert sent(server) == (1, 1)
-        sensor = PayoutStatusSensor(task_id="wait", trade_no=["A", "B", "C"], deferrable=True)
+        sensor = PayoutStatusSensor(task_id="wait", trade_nos=["A", "B", "C"], deferrable=True)
         with pytest.raises(VexoraAuthError, match=r"app secret \(password\)"):
             sensor.resume_execution("execute_complete", {"event": event}, {})  # type: ignore[arg-type]

@@ -51,9 +51,9 @@ from vexora_provider.hooks._protocol import (
     DISBURSEMENTS_PATH,
     PAYOUT_STATUS_PATH,
     UNSENT_KINDS,
+    clean_trade_no,
     read_created,
     read_lookup,
-    validate_trade_no,
 )
 from vexora_provider.models import PayoutStatus, validate_payout_amount
 
@@ -93,7 +93,7 @@ class PayoutRequest:
         remark: str | None = None,
     ) -> PayoutRequest:
         """Validate every input before any request; raise :class:`VexoraInvalidPayoutError` naming it."""
-        trade_no = validate_trade_no(trade_no)
+        trade_no = clean_trade_no(trade_no)
         text = validate_payout_amount(amount, trade_no=trade_no)
         body: dict[str, str] = {}
         for key, value in (fields or {}).items():

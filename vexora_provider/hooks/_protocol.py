@@ -25,13 +25,13 @@ from vexora_provider.exceptions import (
     VexoraAuthError,
     VexoraError,
     VexoraHTTPError,
-    VexoraInvalidTradeNoError,
     VexoraResponseFormatError,
     VexoraTransportError,
 )
 from vexora_provider.hooks import _retry
 from vexora_provider.models import Balance, PayoutStatus, decode_envelope, parse_balance, parse_payout_status
 from vexora_provider.signing import signed_body, timestamp_ms
+from vexora_provider.trade_nos import MAX_TRADE_NO_LENGTH, clean_trade_no, validate_trade_no
 
 __all__ = [
     "AUTH_HINT",
@@ -43,6 +43,7 @@ __all__ = [
     "Answer",
     "FetchStats",
     "TransportFailure",
+    "clean_trade_no",
     "read_balance",
     "read_created",
     "read_envelope",
@@ -58,26 +59,7 @@ __all__ = [
 PAYOUT_STATUS_PATH = "/v1/vexora/queryPayOutResult"
 BALANCE_PATH = "/v1/vexora/queryBalance"
 DISBURSEMENTS_PATH = "/v1/vexora/disbursements"
-MAX_TRADE_NO_LENGTH = 32
 AUTH_HINT = "check the merchant number (login) and the app secret (password)"
-
-
-def validate_trade_no(trade_no: object) -> str:
-    """Return ``trade_no`` if it is 1-32 printable characters, else raise before any request."""
-    if not isinstance(trade_no, str):
-        raise VexoraInvalidTradeNoError(
-            f"a trade number must be a string, got {type(trade_no).__name__}", trade_no=str(trade_no)
-        )
-    if not trade_no.strip():
-        raise VexoraInvalidTradeNoError("a trade number must not be empty or blank", trade_no=trade_no)
-    if len(trade_no) > MAX_TRADE_NO_LENGTH:
-        raise VexoraInvalidTradeNoError(
-            f"a trade number has at most {MAX_TRADE_NO_LENGTH} characters, this has {len(trade_no)}",
-            trade_no=trade_no,
-        )
-    if not trade_no.isprintable():
-        raise VexoraInvalidTradeNoError("a trade number must be printable characters only", trade_no=trade_no)
-    return trade_no
 
 
 @dataclass

@@ -18,10 +18,11 @@ from vexora_provider.exceptions import (
 from vexora_provider.hooks import _retry
 from vexora_provider.hooks._create import PayoutRequest, create_flow, lookup_call
 from vexora_provider.hooks._driver import Credentials, Driver
-from vexora_provider.hooks._protocol import Answer, FetchStats, validate_trade_no
+from vexora_provider.hooks._protocol import Answer, FetchStats, clean_trade_no
 from vexora_provider.hooks._runners import AsyncRunner
 from vexora_provider.lineage.hook import PayoutsLineage
 from vexora_provider.models import Balance, PayoutQueryError, PayoutStatus
+from vexora_provider.trade_nos import DistinctTradeNos, distinct_trade_nos
 
 __all__ = ["DEFAULT_CONCURRENCY", "VexoraAsyncSession"]
 
@@ -87,7 +88,7 @@ class VexoraAsyncSession:
 
     async def get_payout_status(self, trade_no: str) -> PayoutStatus:
         """Return the status of one payout; raise a typed :class:`VexoraError` after retries."""
-        trade_no = validate_trade_no(trade_no)
+        trade_no = clean_trade_no(trade_no)
         self.lineage.read(self.config.merchant_no)
         return await self._runner.run(self._driver.status_call(trade_no))
 
@@ -97,7 +98,7 @@ class VexoraAsyncSession:
 
     async def find_payout(self, trade_no: str) -> PayoutStatus | None:
         """Return the payout's status, or ``None`` when the gateway says it has no such payout."""
-        trade_no = validate_trade_no(trade_no)
+        trade_no = clean_trade_no(trade_no)
         self.lineage.read(self.config.merchant_no)
         return await self._runner.run(lookup_call(self._driver, trade_no))
 
@@ -111,12 +112,12 @@ class VexoraAsyncSession:
     async def _fetch_one(self, trade_no: object) -> PayoutStatus | PayoutQueryError:
         try:
             # get_payout_status() without its coroutine: this runs once per trade of a bulk.
-            return await self._runner.run(self._driver.status_call(validate_trade_no(trade_no)))
+            return await self._runner.run(self._driver.status_call(clean_trade_no(trade_no)))
         except VexoraInvalidTradeNoError as err:
             # Rejected before any request: counted as taken and failed, never dropped.
             self.stats.requested += 1
             self.stats.failed += 1
-            return PayoutQueryError(trade_no=str(trade_no), error=err)
+            return PayoutQueryError(trade_no=err.trade_no or str(trade_no), error=err)
         except VexoraError as err:
             return PayoutQueryError(trade_no=str(trade_no), error=err)
         except Exception as exc:
@@ -135,9 +136,12 @@ class VexoraAsyncSession:
         """
         Fetch many payouts concurrently and yield each result as it completes.
 
-        Every trade number yields exactly once: a :class:`PayoutStatus` or a
-        :class:`PayoutQueryError`. Live tasks and buffered results stay ``O(concurrency)``: the
-        input is pulled lazily and a slow consumer holds the workers back.
+        Entries follow the trade-number rule of every task: surrounding whitespace is removed,
+        ``bytes`` are decoded, an ``int`` is its digits, and a trade number given twice is fetched
+        once. Every distinct trade number yields exactly once: a :class:`PayoutStatus` or a
+        :class:`PayoutQueryError` (also for an entry that is not a trade number, naming it). Live
+        tasks and buffered results stay ``O(concurrency)``: the input is pulled lazily and a slow
+        consumer holds the workers back.
 
         Until the session has had its first answer, one trade goes alone: if the credentials are
         wrong (or the certificate untrusted, or the proxy refuses), that costs one or two requests
@@ -156,7 +160,7 @@ class VexoraAsyncSession:
         if isinstance(trade_nos, AsyncIterable):
             tasks.append(asyncio.create_task(self._feed(trade_nos, inbox, workers_n)))
         else:
-            pull = self._sync_taker(iter(trade_nos))
+            pull = self._sync_taker(distinct_trade_nos(trade_nos))
 
         # The queue calls below take their no-wait paths when they can: the same semantics as
         # ``await put()``/``await get()``, without a coroutine per trade (thousands a second).
@@ -212,7 +216,7 @@ class VexoraAsyncSession:
         self._streams.clear()
 
     @staticmethod
-    def _sync_taker(iterator: Iterator[str]) -> Callable[[], object]:
+    def _sync_taker(iterator: Iterator[object]) -> Callable[[], object]:
         """Return a function giving the next trade number, ``_DONE``, or ``_Stop`` if the source broke."""
         exhausted = False
 
@@ -234,8 +238,11 @@ class VexoraAsyncSession:
     @staticmethod
     async def _feed(source: AsyncIterable[str], inbox: asyncio.Queue[object], workers_n: int) -> None:
         try:
-            async for trade_no in source:
-                await inbox.put(trade_no)
+            distinct = DistinctTradeNos()
+            async for entry in source:
+                keep, trade_no = distinct.pick(entry)
+                if keep:
+                    await inbox.put(trade_no)
         except Exception as exc:
             await inbox.put(_Stop(exc))  # the worker taking it ends the stream with it
         for _ in range(workers_n):

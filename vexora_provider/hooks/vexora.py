@@ -33,6 +33,7 @@ from vexora_provider.hooks._protocol import (
     MAX_TRADE_NO_LENGTH,
     PAYOUT_STATUS_PATH,
     FetchStats,
+    clean_trade_no,
     request_headers,
     validate_trade_no,
 )
@@ -204,14 +205,14 @@ class VexoraHook(BaseHook):
 
     def get_payout_status(self, trade_no: str) -> PayoutStatus:
         """Return the status of one payout; raise a typed :class:`VexoraError` after retries."""
-        trade_no = validate_trade_no(trade_no)
+        trade_no = clean_trade_no(trade_no)
         runner = self._runner
         self.lineage.read(self.config.merchant_no)
         return runner.run(runner.driver.status_call(trade_no))
 
     def find_payout(self, trade_no: str) -> PayoutStatus | None:
         """Return the payout's status, or ``None`` when the gateway says it has no such payout."""
-        trade_no = validate_trade_no(trade_no)
+        trade_no = clean_trade_no(trade_no)
         runner = self._runner
         self.lineage.read(self.config.merchant_no)
         return runner.run(lookup_call(runner.driver, trade_no))
@@ -366,13 +367,13 @@ class VexoraHook(BaseHook):
 
     async def aget_payout_status(self, trade_no: str) -> PayoutStatus:
         """Async :meth:`get_payout_status` in a one-call session (use a session for many)."""
-        validate_trade_no(trade_no)
+        trade_no = clean_trade_no(trade_no)
         async with self.async_session(concurrency=1) as session:
             return await session.get_payout_status(trade_no)
 
     async def afind_payout(self, trade_no: str) -> PayoutStatus | None:
         """Async :meth:`find_payout`."""
-        validate_trade_no(trade_no)
+        trade_no = clean_trade_no(trade_no)
         async with self.async_session(concurrency=1) as session:
             return await session.find_payout(trade_no)
 

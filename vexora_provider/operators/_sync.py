@@ -11,15 +11,17 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sized
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from vexora_provider._text import count
 from vexora_provider.models import PayoutQueryError, PayoutStatus
 from vexora_provider.operators._settled import SettledTrades
+from vexora_provider.trade_nos import TradeNos, coerce_trade_nos
 from vexora_provider.warehouse import (
     BatchOutcome,
     ErrorRow,
@@ -66,9 +68,12 @@ class SyncCounters:
     """
     What one sync did; plain counters, so the summary stays small for any number of trades.
 
-    :param total: trade numbers taken from the input.
+    :param total: entries taken from the input (repeats and entries that are not trade numbers
+        included).
+    :param duplicates: entries left out because they repeat an earlier trade number.
     :param skipped: trades skipped because the table already holds them in a terminal state.
-    :param requested: trades sent to the gateway (every one ends loaded or failed).
+    :param requested: trades sent to the gateway, and entries that are not trade numbers (every
+        one ends loaded or failed).
     :param loaded: status rows upserted (the table keeps the newer of each and what it held).
     :param failed: trades recorded in the errors table (failed lookups, values the table cannot
         hold).
@@ -85,6 +90,7 @@ class SyncCounters:
     """
 
     total: int = 0
+    duplicates: int = 0
     skipped: int = 0
     requested: int = 0
     loaded: int = 0
@@ -178,8 +184,12 @@ class WarehouseSync:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db, lambda: func(*args, **kwargs))
 
-    def run(self, *, trade_nos: Iterable[str] | None, trade_nos_sql: str | None) -> SyncCounters:
-        """Run the whole sync and return its counters; database errors propagate."""
+    def run(self, *, trade_nos: object | None, trade_nos_sql: str | None) -> SyncCounters:
+        """
+        Run the whole sync and return its counters; database errors propagate.
+
+        :raises TradeNosError: ``trade_nos`` is not trade numbers as a whole.
+        """
         try:
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                 return runner.run(self._run(trade_nos, trade_nos_sql))
@@ -187,13 +197,20 @@ class WarehouseSync:
             self._db.submit(self.writer.close).result()
             self._db.shutdown()
 
-    async def _run(self, trade_nos: Iterable[str] | None, trade_nos_sql: str | None) -> SyncCounters:
+    async def _run(self, trade_nos: object | None, trade_nos_sql: str | None) -> SyncCounters:
+        given = None if trade_nos is None else coerce_trade_nos(trade_nos)  # refused before any SQL
         await self._on_db(self.writer.prepare_tables, create=self.create_table)
-        if trade_nos_sql is not None:
-            trade_nos = await self._on_db(self.writer.first_column, trade_nos_sql)
-            self.log.info("trade_nos_sql returned %d trade numbers", len(trade_nos))
-        source: Iterable[str] = trade_nos or []
-        self.expected = len(source) if isinstance(source, Sized) else None
+        if given is None:
+            given = await self._query_trade_nos(trade_nos_sql or "")
+        counters = self.counters
+        counters.total += given.duplicates + len(given.invalid)
+        counters.duplicates = given.duplicates
+        if given.duplicates:
+            self.log.info(
+                "%s given more than once: each is fetched once", count(given.duplicates, "trade number")
+            )
+        source = given.trade_nos
+        self.expected = len(source) + len(given.invalid)
         async with self.hook.async_session(concurrency=self.concurrency) as session:
             self.stats = session.stats
             merchant_no = session.config.merchant_no
@@ -203,7 +220,7 @@ class WarehouseSync:
                     self._candidates(source, merchant_no), concurrency=self.concurrency
                 )
                 try:
-                    await self._load(stream, merchant_no)
+                    await self._load(_invalid_first(given, stream) if given.invalid else stream, merchant_no)
                 finally:
                     # Stop the fetch workers now, not when the loop shuts down, if loading failed.
                     aclose = getattr(stream, "aclose", None)
@@ -214,22 +231,27 @@ class WarehouseSync:
         self.log_progress(final=True)
         return self.counters
 
+    async def _query_trade_nos(self, sql: str) -> TradeNos:
+        values = await self._on_db(self.writer.first_column, sql)
+        nulls = sum(1 for v in values if v is None)
+        self.log.info("trade_nos_sql returned %s", count(len(values), "row"))
+        if nulls:
+            self.log.warning("trade_nos_sql returned %s: not trade numbers, left out", count(nulls, "NULL"))
+        return coerce_trade_nos([v for v in values if v is not None], param="trade_nos_sql")
+
     async def _candidates(self, trade_nos: Iterable[str], merchant_no: str) -> AsyncIterator[str]:
         # Terminal statuses never change: look them up chunk by chunk so memory stays bounded.
         for chunk in _chunked(trade_nos, self.batch_size):
             terminal: set[str] = set()
             if self.only_non_terminal or self.settled is not None:
-                keys = [t for t in chunk if isinstance(t, str)]
-                terminal = await self._on_db(self.writer.terminal_trade_nos, merchant_no, keys)
+                terminal = await self._on_db(self.writer.terminal_trade_nos, merchant_no, chunk)
             if not self.only_non_terminal:
                 if self.settled is not None:  # refetched, but they did not become final now
                     self.settled.already_final.update(terminal)
                 terminal = set()
             for trade_no in chunk:
                 self.counters.total += 1
-                # A non-string (a nested list from a mis-shaped XCom) may be unhashable: it goes on
-                # to the hook, which records it as an invalid trade number.
-                if isinstance(trade_no, str) and trade_no in terminal:
+                if trade_no in terminal:
                     self.counters.skipped += 1
                     continue
                 yield trade_no
@@ -339,3 +361,13 @@ class WarehouseSync:
             s.retries if s else 0,
             s.rate_limited if s else 0,
         )
+
+
+async def _invalid_first(
+    given: TradeNos, stream: AsyncIterator[PayoutStatus | PayoutQueryError]
+) -> AsyncIterator[PayoutStatus | PayoutQueryError]:
+    """The entries that are not trade numbers, as failed lookups naming them, then the fetches."""
+    for invalid in given.invalid:
+        yield PayoutQueryError(trade_no=invalid.entry, error=invalid.error)
+    async for item in stream:
+        yield item

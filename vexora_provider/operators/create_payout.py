@@ -88,7 +88,8 @@ class CreatePayoutOperator(BaseOperator):
     :param amount: the amount: plain decimal text such as ``"1500.00"``, a ``Decimal`` or an
         ``int`` (templated); floats are refused.
     :param fields: the region's beneficiary fields, all strings (templated).
-    :param trade_no: your unique key for this payout, at most 32 characters (templated), e.g.
+    :param trade_no: your unique key for this payout, at most 32 characters once surrounding
+        whitespace is removed (templated; an ``int`` is taken as its digits), e.g.
         ``"INV-{{ params.invoice_id }}"``. Omitted: derived from the dag id, run id, task id and
         map index (:func:`derive_trade_no`), identical on every try of the task instance.
     :param notify_url: where Vexora sends status callbacks (templated).
@@ -212,8 +213,6 @@ class CreatePayoutOperator(BaseOperator):
             map_index = ti.map_index if ti.map_index is not None else -1
             trade_no = derive_trade_no(ti.dag_id, ti.run_id, ti.task_id, map_index)
             self.log.info("Trade number %s derived from the dag, run, task and map index", trade_no)
-        elif isinstance(trade_no, int) and not isinstance(trade_no, bool):
-            trade_no = str(trade_no)
         try:
             return PayoutRequest.build(
                 trade_no=trade_no,

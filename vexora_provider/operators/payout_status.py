@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk import BaseHook, BaseOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from vexora_provider._text import count
 from vexora_provider.assets import merchant_of
 from vexora_provider.hooks.vexora import VexoraHook
 from vexora_provider.operators._settled import SETTLED_LIMIT, SettledTrades
 from vexora_provider.operators._sync import SyncCounters, WarehouseSync
+from vexora_provider.trade_nos import TradeNosError, is_template, literal_trade_nos, refuse_literal_mistakes
 from vexora_provider.warehouse import TableName, writer_for
 
 if TYPE_CHECKING:
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_TABLE", "PayoutStatusToSqlOperator"]
 
 DEFAULT_TABLE = "vexora_payout_status"
-_JINJA_MARKERS = ("{{", "{%", "{#")
 
 
 class PayoutStatusToSqlOperator(BaseOperator):
@@ -46,10 +47,15 @@ class PayoutStatusToSqlOperator(BaseOperator):
 
     :param sql_conn_id: the warehouse connection; any connection whose hook is a common-sql
         ``DbApiHook`` (SQLite, PostgreSQL and MySQL/MariaDB have fast paths).
-    :param trade_nos: trade numbers to refresh: a list, or an ``XComArg`` such as ``task.output``
-        (a template field, so the upstream dependency is wired).
+    :param trade_nos: trade numbers to refresh: a list, one trade number, or an ``XComArg`` such as
+        ``task.output`` (a template field, so the upstream dependency is wired). The provider's
+        trade-number rule applies: entries are stripped, each trade is fetched once (the summary's
+        ``duplicates`` counts the repeats), a mistake visible when the DAG is parsed is refused
+        then, and an entry that is not a trade number becomes that entry's error row.
     :param trade_nos_sql: instead of ``trade_nos``, a query run on the warehouse whose first column
         is the trade numbers (e.g. every payout not yet terminal); may be a ``.sql`` template file.
+        Its values follow the same rule (``bytes`` are decoded as UTF-8, integers taken as their
+        digits); NULLs are left out, with a warning.
     :param vexora_conn_id: the ``vexora`` connection.
     :param table: ``name`` or ``schema.name`` of the status table; each part
         ``[A-Za-z_][A-Za-z0-9_]*``, anything else is refused before any SQL runs.
@@ -97,8 +103,10 @@ class PayoutStatusToSqlOperator(BaseOperator):
             raise ValueError("max_failed_ratio must be between 0 and 1")
         if progress_interval <= 0:
             raise ValueError("progress_interval must be positive")
-        if not _is_template(table):
+        if not is_template(table):
             TableName.parse(table)  # refuse early; checked again after templating
+        if trade_nos is not None:
+            refuse_literal_mistakes(trade_nos, param="trade_nos")
         self.sql_conn_id = sql_conn_id
         self.trade_nos = trade_nos
         self.trade_nos_sql = trade_nos_sql
@@ -120,11 +128,9 @@ class PayoutStatusToSqlOperator(BaseOperator):
         seen_oids: set[int] | None = None,
     ) -> Any:
         """Render templates; a literal list of plain trade numbers is returned as is."""
-        # Jinja compiles every string of a list; for 100k literal trade numbers that is seconds.
-        if isinstance(content, list | tuple) and all(
-            isinstance(v, str) and not _is_template(v) for v in content
-        ):
-            return list(content)
+        literal = literal_trade_nos(content)
+        if literal is not None:
+            return literal
         return super().render_template(content, context, jinja_env, seen_oids)
 
     @cached_property
@@ -144,7 +150,6 @@ class PayoutStatusToSqlOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Sync the statuses and return the summary; fail after loading if too many failed."""
         table = TableName.parse(self.table)
-        trade_nos = None if self.trade_nos is None else _as_trade_nos(self.trade_nos)
         announce = self._payouts_outlets()
         writer = writer_for(self.get_db_hook(), table)
         self.log.info(
@@ -166,7 +171,10 @@ class PayoutStatusToSqlOperator(BaseOperator):
             settled=SettledTrades(limit=SETTLED_LIMIT) if announce else None,
         )
         self._last_sync = (sync, table)
-        counters = sync.run(trade_nos=trade_nos, trade_nos_sql=self.trade_nos_sql)
+        try:
+            counters = sync.run(trade_nos=self.trade_nos, trade_nos_sql=self.trade_nos_sql)
+        except TradeNosError as error:
+            raise AirflowFailException(str(error)) from None  # the same input fails every try
         summary = _summary(counters, sync, table)
         if sync.settled is not None:
             for asset in announce:
@@ -174,9 +182,9 @@ class PayoutStatusToSqlOperator(BaseOperator):
                 context["outlet_events"][asset].extra.update(extra)
         if counters.requested and counters.failed / counters.requested > self.max_failed_ratio:
             raise AirflowException(
-                f"{counters.failed} of {counters.requested} payout status lookups failed "
+                f"{counters.failed} of {count(counters.requested, 'payout status lookup')} failed "
                 f"(ratio {summary['failed_ratio']} > max_failed_ratio {self.max_failed_ratio}); "
-                f"{counters.loaded} statuses were loaded into {table}, the failures are recorded in "
+                f"{count(counters.loaded, 'status')} loaded into {table}, the failures are recorded in "
                 f"{table.errors} (first: {', '.join(counters.failed_sample)})"
             )
         return summary
@@ -232,22 +240,6 @@ class PayoutStatusToSqlOperator(BaseOperator):
         return assets
 
 
-def _is_template(value: object) -> bool:
-    return isinstance(value, str) and any(marker in value for marker in _JINJA_MARKERS)
-
-
-def _as_trade_nos(value: object) -> list[str]:
-    if isinstance(value, str):
-        # Usually a Jinja-rendered XCom (text, not a list): never iterate its characters.
-        raise AirflowException(
-            "trade_nos rendered to a string; pass a list or task.output (an XComArg), "
-            "or set render_template_as_native_obj=True on the DAG"
-        )
-    if not isinstance(value, Sequence | set | frozenset):
-        raise AirflowException(f"trade_nos must be a list of trade numbers, got {type(value).__name__}")
-    return list(value)
-
-
 def _summary(counters: SyncCounters, sync: WarehouseSync, table: TableName) -> dict[str, Any]:
     stats = sync.stats
     requested = counters.requested
@@ -255,6 +247,7 @@ def _summary(counters: SyncCounters, sync: WarehouseSync, table: TableName) -> d
         "table": str(table),
         "errors_table": str(table.errors),
         "total": counters.total,
+        "duplicates": counters.duplicates,
         "skipped_terminal": counters.skipped,
         "requested": requested,
         "loaded": counters.loaded,

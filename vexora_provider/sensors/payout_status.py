@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -17,7 +16,8 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
-from vexora_provider.exceptions import VexoraAuthError, VexoraError
+from vexora_provider._text import count
+from vexora_provider.exceptions import VexoraAuthError, VexoraError, warn_deprecated
 from vexora_provider.hooks.vexora import VexoraHook
 from vexora_provider.models import PayoutQueryError, PayoutStatus
 from vexora_provider.policy import (
@@ -28,9 +28,17 @@ from vexora_provider.policy import (
     SuccessPolicy,
     Verdict,
 )
+from vexora_provider.trade_nos import (
+    TradeNos,
+    TradeNosError,
+    coerce_trade_nos,
+    literal_trade_nos,
+    refuse_literal_mistakes,
+)
 from vexora_provider.triggers.payout_status import PayoutStatusTrigger, validate_event
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context, XComArg
 
@@ -47,37 +55,11 @@ DEFERRAL_GRACE = timedelta(minutes=5)
 FAILED_POLLS_KEY = "vexora_failed_polls"
 
 
-def normalize_trade_nos(value: object) -> tuple[list[str], bool]:
-    """
-    Return the rendered ``trade_no`` as a list without duplicates, and whether it was a single one.
-
-    A list rendered by Jinja without ``render_template_as_native_obj`` arrives as its text
-    (``"['a', 'b']"``); that text is read back as the list it was.
-    """
-    single = isinstance(value, str)
-    if isinstance(value, str) and value.strip().startswith("[") and value.strip().endswith("]"):
-        try:
-            value = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            raise ValueError(f"trade_no {value!r} looks like a list but is not one") from None
-        single = False
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, Sequence) or isinstance(items, bytes):
-        raise TypeError(f"trade_no must be a string or a list of strings, not {type(value).__name__}")
-    trade_nos: list[str] = []
-    for item in items:
-        if not isinstance(item, str) or not item.strip():
-            raise TypeError(f"trade_no: every trade number must be a non-empty string, got {item!r}")
-        if item.strip() not in trade_nos:
-            trade_nos.append(item.strip())
-    return trade_nos, single
-
-
 class PayoutStatusSensor(BaseSensorOperator):
     """
     Wait until every listed Vexora payout is final, then return the statuses as XCom.
 
-    Returns one status dict for a single ``trade_no`` string, or a list of dicts in input order
+    Returns one status dict for a single trade-number string, or a list of dicts in input order
     for a list: ``trade_no``, ``platform_trade_no``, ``state``, ``status_code``, ``message``,
     amounts as strings and ``success_time`` in ISO 8601.
 
@@ -89,8 +71,13 @@ class PayoutStatusSensor(BaseSensorOperator):
     query fails otherwise, after the hook's own retries, only fails the task after
     ``max_consecutive_failures`` failed polls in a row.
 
-    :param trade_no: one trade number, or a list (templated; an ``XComArg`` works and wires the
-        dependency). Duplicates are watched once.
+    :param trade_nos: one trade number, or a list (templated; an ``XComArg`` works and wires the
+        dependency). The provider's trade-number rule applies: entries are stripped, duplicates
+        watched once, and a mistake visible when the DAG is parsed (a string such as
+        ``"A,B"``: did you mean a list?) is refused then; an entry that is not a trade number
+        fails the task, naming it.
+    :param trade_no: deprecated alias of ``trade_nos`` (warns with
+        :class:`~vexora_provider.exceptions.VexoraDeprecationWarning`).
     :param vexora_conn_id: the ``vexora`` connection.
     :param success_states: terminal states that count as success (``success``, ``partial``,
         ``failed``); default ``success`` and ``partial``.
@@ -103,13 +90,15 @@ class PayoutStatusSensor(BaseSensorOperator):
         ``max_wait`` apply in both modes.
     """
 
-    template_fields: Sequence[str] = ("trade_no", "vexora_conn_id")
+    template_fields: Sequence[str] = ("trade_nos", "vexora_conn_id")
+    template_fields_renderers = {"trade_nos": "py"}
     ui_color = "#d8ecf3"
 
     def __init__(
         self,
         *,
-        trade_no: str | Sequence[str] | XComArg,
+        trade_nos: str | Sequence[str] | XComArg | None = None,
+        trade_no: str | Sequence[str] | XComArg | None = None,
         vexora_conn_id: str = VexoraHook.default_conn_name,
         success_states: Sequence[str] = DEFAULT_SUCCESS_STATES,
         fail_on_failed: bool = True,
@@ -119,10 +108,21 @@ class PayoutStatusSensor(BaseSensorOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
+        if trade_no is not None:
+            if trade_nos is not None:
+                raise ValueError("give trade_nos only; trade_no is its deprecated alias")
+            warn_deprecated(
+                "PayoutStatusSensor(trade_no=...) is deprecated: use trade_nos=..., "
+                "which takes one trade number or a list the same way"
+            )
+            trade_nos = trade_no
+        if trade_nos is None:
+            raise ValueError("trade_nos is required: one trade number, a list, or an XComArg")
+        refuse_literal_mistakes(trade_nos, param="trade_nos")
         self.policy = SuccessPolicy.from_names(success_states, fail_on_failed=fail_on_failed)
         if max_consecutive_failures < 1:
             raise ValueError("max_consecutive_failures must be at least 1")
-        self.trade_no = trade_no
+        self.trade_nos = trade_nos
         self.vexora_conn_id = vexora_conn_id
         self.success_states = self.policy.success_state_names
         self.fail_on_failed = fail_on_failed
@@ -153,16 +153,37 @@ class PayoutStatusSensor(BaseSensorOperator):
         if "hook" in self.__dict__:
             self.hook.close()
 
-    def _trade_nos(self) -> tuple[list[str], bool]:
+    def render_template(
+        self,
+        content: Any,
+        context: Context,
+        jinja_env: jinja2.Environment | None = None,
+        seen_oids: set[int] | None = None,
+    ) -> Any:
+        """Render templates; a literal list of plain trade numbers is returned as is."""
+        literal = literal_trade_nos(content)
+        if literal is not None:
+            return literal
+        return super().render_template(content, context, jinja_env, seen_oids)
+
+    def _coerced(self) -> TradeNos:
+        """The rendered ``trade_nos`` after the trade-number rule; a mistake fails the task."""
         try:
-            return normalize_trade_nos(self.trade_no)
-        except (TypeError, ValueError) as error:
+            coerced = coerce_trade_nos(self.trade_nos)
+        except TradeNosError as error:
             raise AirflowFailException(str(error)) from None
+        if coerced.invalid:
+            raise AirflowFailException(f"trade_nos: {coerced.invalid_summary()}")
+        return coerced
 
     def _get_watch(self, context: Context) -> PayoutWatch:
         if self._watch is None:
-            trade_nos, _ = self._trade_nos()
-            self._watch = PayoutWatch(trade_nos, self.policy, self.max_consecutive_failures)
+            coerced = self._coerced()
+            if coerced.duplicates:
+                self.log.info(
+                    "%s given more than once: each is watched once", count(coerced.duplicates, "trade number")
+                )
+            self._watch = PayoutWatch(coerced.trade_nos, self.policy, self.max_consecutive_failures)
             if self.reschedule:
                 self._watch.failed_polls = self._stored_failed_polls(context)
         return self._watch
@@ -198,7 +219,7 @@ class PayoutStatusSensor(BaseSensorOperator):
         """Query every payout not final yet and judge the answers with the success policy."""
         watch = self._get_watch(context)
         if not watch.trade_nos:
-            self.log.warning("trade_no is an empty list: nothing to wait for")
+            self.log.warning("trade_nos is empty: nothing to wait for")
             return PokeReturnValue(is_done=True, xcom_value=[])
         results: list[PayoutStatus | PayoutQueryError] = []
         for trade_no in watch.to_poll():
@@ -237,14 +258,18 @@ class PayoutStatusSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=False)
 
     def _xcom(self, statuses: list[StatusDict]) -> StatusDict | list[StatusDict]:
-        _, single = self._trade_nos()
-        return statuses[0] if single else statuses
+        return statuses[0] if self._coerced().single else statuses
 
     def execute(self, context: Context) -> Any:
         """Poke (or reschedule) as usual; when deferrable, poke once and defer if not final."""
         if not self.deferrable:
             try:
                 return super().execute(context)
+            except AirflowSensorTimeout as timeout:
+                # Name what is still pending, as the deferrable mode's timeout does.
+                if self._watch is None:
+                    raise
+                raise AirflowSensorTimeout(f"{timeout}; {self._watch.pending_summary()}") from None
             finally:
                 self._close_hook()
         deadline = time.time() + self.timeout

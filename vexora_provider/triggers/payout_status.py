@@ -20,6 +20,7 @@ from vexora_provider.policy import (
     SuccessPolicy,
     next_poll_delay,
 )
+from vexora_provider.trade_nos import coerce_trade_nos
 
 __all__ = ["TRIGGER_EVENT_STATUSES", "PayoutStatusTrigger", "validate_event"]
 
@@ -57,7 +58,7 @@ class PayoutStatusTrigger(BaseTrigger):
     with ``status`` in :data:`TRIGGER_EVENT_STATUSES` and the statuses as plain dicts in input order;
     an ``error`` caused by refused credentials also carries ``"error_type": "VexoraAuthError"``.
 
-    :param trade_nos: the trade numbers to watch.
+    :param trade_nos: the trade numbers to watch (a list; the provider's trade-number rule applies).
     :param vexora_conn_id: the ``vexora`` connection to query with.
     :param end_time: wall-clock deadline as epoch seconds (``time.time()``); a ``timeout`` event
         follows one last poll at or after it.
@@ -91,15 +92,18 @@ class PayoutStatusTrigger(BaseTrigger):
         failed_polls: int = 0,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        if isinstance(trade_nos, str) or not trade_nos:
+        coerced = coerce_trade_nos(trade_nos)
+        if coerced.single or not coerced.trade_nos:
             raise ValueError("trade_nos must be a non-empty list of trade numbers")
+        if coerced.invalid:
+            raise ValueError(f"trade_nos: {coerced.invalid_summary()}")
         if poll_interval < 0:
             raise ValueError("poll_interval must not be negative")
         if max_consecutive_failures < 1:
             raise ValueError("max_consecutive_failures must be at least 1")
         # Built (and so validated) now: a bad kwarg fails at defer time, not in the triggerer.
         self._policy = SuccessPolicy.from_names(success_states, fail_on_failed=fail_on_failed)
-        self.trade_nos = [str(t) for t in trade_nos]
+        self.trade_nos = list(coerced.trade_nos)
         self.vexora_conn_id = vexora_conn_id
         self.end_time = float(end_time)
         self.poll_interval = float(poll_interval)

@@ -375,14 +375,14 @@ class WriterBase:
         return row
 
     # -- reads -----------------------------------------------------------------------------------
-    def first_column(self, sql: str, *, chunk: int = 10_000) -> list[str]:
-        """Run a user query and return its first column as strings (NULLs dropped)."""
+    def first_column(self, sql: str, *, chunk: int = 10_000) -> list[object]:
+        """Run a user query and return its first column as the driver gives it (NULLs included)."""
 
-        def work(cur: Any) -> list[str]:
+        def work(cur: Any) -> list[object]:
             cur.execute(sql)
-            values: list[str] = []
+            values: list[object] = []
             while rows := cur.fetchmany(chunk):
-                values.extend(str(r[0]) for r in rows if r[0] is not None)
+                values.extend(r[0] for r in rows)
             return values
 
         return self._run("running trade_nos_sql", work)

@@ -45,7 +45,7 @@ def report(statuses: list[dict[str, Any]]) -> None:
 with DAG(dag_id="vexora_e2e_settles", schedule="@once", params={"trade_nos": SETTLING}, **COMMON):
     wait = PayoutStatusSensor(
         task_id="wait_for_payouts",
-        trade_no="{{ params.trade_nos }}",
+        trade_nos="{{ params.trade_nos }}",
         deferrable=True,
         poke_interval=2,
         timeout=300,
@@ -56,7 +56,7 @@ with DAG(dag_id="vexora_e2e_settles", schedule="@once", params={"trade_nos": SET
 with DAG(dag_id="vexora_e2e_fails", schedule="@once", params={"trade_nos": FAILING}, **COMMON):
     PayoutStatusSensor(
         task_id="wait_for_payouts",
-        trade_no="{{ params.trade_nos }}",
+        trade_nos="{{ params.trade_nos }}",
         deferrable=True,
         poke_interval=2,
         timeout=300,

@@ -40,11 +40,11 @@ with DAG(
         max_failed_ratio=0.5,
     )
     wait_poke = PayoutStatusSensor(
-        task_id="wait_poke", trade_no=PLAN.get("trades", [""])[:2], poke_interval=0.1
+        task_id="wait_poke", trade_nos=PLAN.get("trades", ["UNPLANNED"])[:2], poke_interval=0.1
     )
     wait_deferred = PayoutStatusSensor(
         task_id="wait_deferred",
-        trade_no=PLAN.get("deferred_trade", ""),
+        trade_nos=PLAN.get("deferred_trade", "UNPLANNED"),
         poke_interval=0.1,
         deferrable=True,
     )

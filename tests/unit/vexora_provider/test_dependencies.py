@@ -34,7 +34,7 @@ PROBE = textwrap.dedent(
     assert get_provider_info()["package-name"] == "airflow-provider-vexora"
     assert PayoutStatusTrigger.__module__ == "vexora_provider.triggers.payout_status"
     with DAG("d", schedule=None, start_date=pendulum.datetime(2026, 1, 1)):
-        PayoutStatusSensor(task_id="wait", trade_no=["T1"])
+        PayoutStatusSensor(task_id="wait", trade_nos=["T1"])
         PayoutStatusToSqlOperator(task_id="sync", trade_nos=["T1"], sql_conn_id="warehouse")
 
     import os

@@ -94,7 +94,7 @@ class ScriptedGateway:
         return [json.loads(r.content)["sign"] for r in self.requests]
 
 
-BAD_TRADE_NOS = ["", "   ", "x" * 33, "a\nb", "tab\there", "nul\x00", 12345, None]
+BAD_TRADE_NOS = ["", "   ", "x" * 33, "a\nb", "tab\there", "nul\x00", 12.5, True, None, b"\xff"]
 
 TRANSIENT_REPLIES: dict[str, Any] = {
     "http-500": lambda: httpx.Response(500, text="oops"),

@@ -57,7 +57,7 @@ class TestPayoutsLineage:
 
 class TestTaskLineageMethods:
     def test_sensor_reads_the_payouts_on_start_and_complete(self) -> None:
-        sensor = PayoutStatusSensor(task_id="w", trade_no=["T1"], deferrable=True)
+        sensor = PayoutStatusSensor(task_id="w", trade_nos=["T1"], deferrable=True)
         sensor.hook = FakeHook()  # type: ignore[assignment]
         for lineage in (
             sensor.get_openlineage_facets_on_start(),
@@ -79,7 +79,7 @@ class TestTaskLineageMethods:
 
     @pytest.mark.usefixtures("without_openlineage")
     def test_without_openlineage_every_method_returns_none(self) -> None:
-        sensor = PayoutStatusSensor(task_id="w", trade_no="T1")
+        sensor = PayoutStatusSensor(task_id="w", trade_nos="T1")
         op = CreatePayoutOperator(task_id="c", amount="1.00")
         sensor.hook = op.hook = FakeHook()  # type: ignore[assignment]
         assert sensor.get_openlineage_facets_on_start() is None

@@ -131,7 +131,7 @@ class TestVexoraHookLineage:
     def test_the_providers_tasks_report_their_own_lineage_instead(self) -> None:
         tasks = [
             PayoutStatusToSqlOperator(task_id="s", sql_conn_id="wh", trade_nos=["T1"]),
-            PayoutStatusSensor(task_id="w", trade_no="T1"),
+            PayoutStatusSensor(task_id="w", trade_nos="T1"),
             CreatePayoutOperator(task_id="c", amount="1.00"),
         ]
         for task in tasks:

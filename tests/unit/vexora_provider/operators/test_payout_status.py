@@ -11,7 +11,7 @@ from unittest import mock
 import pendulum
 import pytest
 from airflow.sdk import DAG, Asset, task
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from tests.unit.vexora_provider.operators._fakes import MERCHANT, FakeConfig, FakeHook, failure, status
 from vexora_provider.assets import payouts_asset, settlements_from_events
@@ -96,11 +96,39 @@ class TestPayoutStatusToSqlOperator:
         base.assert_not_called()
         assert op.render_template(["{{ 1 + 1 }}"], {}) == ["2"]
 
-    def test_string_trade_nos_refused(self, warehouse: Path) -> None:
-        op = make(FakeHook(), trade_nos=["A"])
-        op.trade_nos = "['A', 'B']"  # what a non-native Jinja render of an XCom gives
-        with pytest.raises(AirflowException, match="rendered to a string"):
-            op.execute({})
+    def test_list_rendered_as_text_is_that_list(self, warehouse: Path) -> None:
+        op = make(hook := FakeHook(), trade_nos="{{ ti.xcom_pull('pick') }}")
+        op.trade_nos = "['A', ' B', 'A']"  # what a non-native Jinja render of an XCom gives
+        summary = op.execute({})
+        assert sorted(hook.session.asked) == ["A", "B"]
+        assert (summary["total"], summary["duplicates"], summary["requested"]) == (3, 1, 2)
+
+    def test_one_string_is_one_trade(self, warehouse: Path) -> None:
+        summary = make(hook := FakeHook(), trade_nos=" A ").execute({})
+        assert hook.session.asked == ["A"]
+        assert summary["loaded"] == 1
+
+    @pytest.mark.parametrize(
+        ("value", "match"),
+        [
+            ("ORD-1,ORD-2", "did you mean a list"),
+            ("ORD-1 ORD-2", "did you mean a list"),
+            (["A", "Z" * 40], "at most 32"),
+            (["A", None], "not a trade number"),
+            ({"A": 1}, "mapping"),
+        ],
+    )
+    def test_mistakes_are_refused_when_the_dag_is_parsed(self, value: object, match: str) -> None:
+        with pytest.raises(ValueError, match=match):
+            PayoutStatusToSqlOperator(task_id="t", sql_conn_id="wh", trade_nos=value)
+
+    def test_a_rendered_mistake_fails_without_retries_before_any_sql(self) -> None:
+        op = make(FakeHook(), trade_nos="{{ params.t }}")
+        op.trade_nos = "A,B"  # as rendered
+        with mock.patch.object(op, "get_db_hook") as get_db_hook:
+            get_db_hook.return_value.__class__ = mock.MagicMock
+            with pytest.raises(AirflowFailException, match="did you mean a list"):
+                op.execute({})
 
     def test_loads_every_state_and_returns_a_small_summary(self, warehouse: Path) -> None:
         states = ["success", "partial", "pending", "failed", "unknown"]
@@ -156,8 +184,14 @@ class TestPayoutStatusToSqlOperator:
         assert [r[:10] for r in rows(warehouse)] == first
 
     def test_in_batch_duplicates_latest_wins(self, warehouse: Path) -> None:
-        summary = make(FakeHook(), trade_nos=["A", "A", "B", "A"]).execute({})
-        assert summary["requested"] == 4
+        summary = make(hook := FakeHook(), trade_nos=["A", "A", "B", " A"]).execute({})
+        assert (summary["total"], summary["duplicates"], summary["requested"], summary["loaded"]) == (
+            4,
+            2,
+            2,
+            2,
+        )
+        assert sorted(hook.session.asked) == ["A", "B"]  # each fetched once
         assert [r[1] for r in rows(warehouse)] == ["A", "B"]
 
     def test_failure_is_recorded_and_never_overwrites(self, warehouse: Path) -> None:
@@ -180,7 +214,9 @@ class TestPayoutStatusToSqlOperator:
     def test_fails_after_loading_when_too_many_fail(self, warehouse: Path) -> None:
         answers: dict[str, Any] = {f"T{i}": "success" for i in range(98)}
         answers.update({"X1": failure("X1"), "X2": failure("X2")})
-        with pytest.raises(AirflowException, match=r"2 of 100 .*vexora_payout_status_errors"):
+        with pytest.raises(
+            AirflowException, match=r"2 of 100 .*98 statuses loaded .*vexora_payout_status_errors"
+        ):
             make(FakeHook(answers), trade_nos=list(answers), max_failed_ratio=0.01).execute({})
         assert len(rows(warehouse)) == 98
         summary = make(
@@ -189,7 +225,9 @@ class TestPayoutStatusToSqlOperator:
         assert summary["failed"] == 2
 
     def test_invalid_trade_numbers_are_recorded_as_failures(self, warehouse: Path) -> None:
-        summary = make(FakeHook(), trade_nos=["OK", "Z" * 40], max_failed_ratio=1).execute({})
+        op = make(FakeHook(), trade_nos="{{ ti.xcom_pull('pick') }}", max_failed_ratio=1)
+        op.trade_nos = ["OK", "Z" * 40]  # as rendered
+        summary = op.execute({})
         assert (summary["loaded"], summary["failed"]) == (1, 1)
         assert rows(warehouse, "vexora_payout_status_errors")[0][2] == "VexoraInvalidTradeNoError"
 
@@ -198,13 +236,14 @@ class TestPayoutStatusToSqlOperator:
         self, warehouse: Path, only_non_terminal: bool
     ) -> None:
         # What a mis-shaped XCom gives: nested lists, dicts, None, numbers among the trade numbers.
-        trade_nos: list[Any] = ["OK", ["nested"], {"k": 1}, None, 7]
+        trade_nos: list[Any] = ["OK", ["nested"], {"k": 1}, None, 7, 2.5]
         op = make(FakeHook(), trade_nos=["x"], max_failed_ratio=1, only_non_terminal=only_non_terminal)
         op.trade_nos = trade_nos
         summary = op.execute({})
-        assert (summary["total"], summary["requested"], summary["loaded"], summary["failed"]) == (5, 5, 1, 4)
+        assert (summary["total"], summary["requested"], summary["loaded"], summary["failed"]) == (6, 6, 2, 4)
         errors = rows(warehouse, "vexora_payout_status_errors")
-        assert sorted(e[1] for e in errors) == sorted(["['nested']", "{'k': 1}", "None", "7"])
+        # An int is its digits ("7" is loaded); the rest are recorded, each under its own text.
+        assert sorted(e[1] for e in errors) == sorted(["['nested']", "{'k': 1}", "None", "2.5"])
         assert {e[2] for e in errors} == {"VexoraInvalidTradeNoError"}
 
     def test_amounts_are_stored_digit_for_digit(self, warehouse: Path) -> None:
@@ -244,11 +283,24 @@ class TestPayoutStatusToSqlOperator:
     def test_trade_nos_sql(self, warehouse: Path) -> None:
         with sqlite3.connect(warehouse) as conn:
             conn.execute("CREATE TABLE payouts (trade_no TEXT)")
-            conn.executemany("INSERT INTO payouts VALUES (?)", [("P1",), ("P2",), (None,)])
+            conn.executemany("INSERT INTO payouts VALUES (?)", [("P1",), ("P2",), (None,), (" P1",)])
         hook = FakeHook()
         summary = make(hook, trade_nos_sql="SELECT trade_no FROM payouts").execute({})
         assert sorted(hook.session.asked) == ["P1", "P2"]
-        assert summary["loaded"] == 2
+        assert (summary["loaded"], summary["duplicates"]) == (2, 1)
+
+    def test_trade_nos_sql_bytes_are_decoded_or_recorded(self, warehouse: Path) -> None:
+        with sqlite3.connect(warehouse) as conn:
+            conn.execute("CREATE TABLE payouts (trade_no BLOB)")
+            conn.executemany("INSERT INTO payouts VALUES (?)", [(b"P1",), (b"\xffP2",), (42,)])
+        hook = FakeHook()
+        summary = make(hook, trade_nos_sql="SELECT trade_no FROM payouts", max_failed_ratio=1).execute({})
+        assert (summary["loaded"], summary["failed"]) == (2, 1)
+        assert sorted(hook.session.asked) == ["42", "P1"]  # never "b'P1'"
+        assert [r[1] for r in rows(warehouse)] == ["42", "P1"]
+        errors = rows(warehouse, "vexora_payout_status_errors")
+        assert [(e[1], e[2]) for e in errors] == [("b'\\xffP2'", "VexoraInvalidTradeNoError")]
+        assert "UTF-8" in errors[0][3]
 
     def test_schema_qualified_table_and_no_create(self, warehouse: Path) -> None:
         op = make(FakeHook(), trade_nos=["A"], table="main.custom_status")

@@ -31,6 +31,7 @@ from vexora_provider.exceptions import (
     VexoraAPIError,
     VexoraAuthError,
     VexoraConfigError,
+    VexoraDeprecationWarning,
     VexoraError,
     VexoraHTTPError,
     VexoraInvalidTradeNoError,
@@ -38,7 +39,7 @@ from vexora_provider.exceptions import (
 )
 from vexora_provider.models import PayoutQueryError, PayoutStatus, StatusMap, parse_payout_status
 from vexora_provider.sensors import payout_status as sensor_module
-from vexora_provider.sensors.payout_status import PayoutStatusSensor, normalize_trade_nos
+from vexora_provider.sensors.payout_status import PayoutStatusSensor
 from vexora_provider.triggers import payout_status as trigger_module
 from vexora_provider.triggers.payout_status import PayoutStatusTrigger
 
@@ -206,8 +207,8 @@ def expected(trade_no: str, code: str, state: str) -> dict[str, str | None]:
 
 class TestPayoutStatusSensor:
     def test_defaults(self) -> None:
-        sensor = PayoutStatusSensor(task_id="wait", trade_no="T1")
-        assert sensor.template_fields == ("trade_no", "vexora_conn_id")
+        sensor = PayoutStatusSensor(task_id="wait", trade_nos="T1")
+        assert sensor.template_fields == ("trade_nos", "vexora_conn_id")
         assert sensor.poke_interval == 60
         assert sensor.vexora_conn_id == "vexora_default"
         assert sensor.success_states == ["partial", "success"]
@@ -216,7 +217,7 @@ class TestPayoutStatusSensor:
         assert sensor.deferrable is False  # [operators] default_deferrable is False by default
 
     def test_short_poke_interval_allowed_when_asked(self) -> None:
-        assert PayoutStatusSensor(task_id="wait", trade_no="T1", poke_interval=2).poke_interval == 2
+        assert PayoutStatusSensor(task_id="wait", trade_nos="T1", poke_interval=2).poke_interval == 2
 
     @pytest.mark.parametrize(
         "success_states",
@@ -225,34 +226,94 @@ class TestPayoutStatusSensor:
     )
     def test_rejects_success_states_that_are_not_terminal(self, success_states: list[str]) -> None:
         with pytest.raises(ValueError, match="success_states"):
-            PayoutStatusSensor(task_id="wait", trade_no="T1", success_states=success_states)
+            PayoutStatusSensor(task_id="wait", trade_nos="T1", success_states=success_states)
 
     def test_rejects_zero_failure_threshold(self) -> None:
         with pytest.raises(ValueError, match="max_consecutive_failures"):
-            PayoutStatusSensor(task_id="wait", trade_no="T1", max_consecutive_failures=0)
+            PayoutStatusSensor(task_id="wait", trade_nos="T1", max_consecutive_failures=0)
 
     @pytest.mark.parametrize(
-        ("value", "trade_nos", "single"),
+        ("value", "expected"),
         [
-            ("T1", ["T1"], True),
-            (" T1 ", ["T1"], True),
-            (["T1", "T2", "T1"], ["T1", "T2"], False),
-            (("T1",), ["T1"], False),
-            ("['T1', 'T2']", ["T1", "T2"], False),  # a list rendered by Jinja as text
-            ('["T1"]', ["T1"], False),
-            ([], [], False),
+            ("T1", {"trade_no": "T1"}),  # one string: one status dict
+            (" T1 ", {"trade_no": "T1"}),
+            (["T1", " T2", "T1"], [{"trade_no": "T1"}, {"trade_no": "T2"}]),
+            ("['T1', 'T2']", [{"trade_no": "T1"}, {"trade_no": "T2"}]),  # a list Jinja rendered
+            ({"T2", "T1"}, [{"trade_no": "T1"}, {"trade_no": "T2"}]),  # a set, sorted
+            ([b"T1", 7], [{"trade_no": "T1"}, {"trade_no": "7"}]),
         ],
     )
-    def test_normalize_trade_nos(self, value: object, trade_nos: list[str], single: bool) -> None:
-        assert normalize_trade_nos(value) == (trade_nos, single)
+    def test_trade_nos_follow_the_shared_rule(
+        self, value: object, expected: object, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        script = {"T1": [SUCCESS], "T2": [SUCCESS], "7": [SUCCESS]}
+        for run in (run_poke, run_deferred):
+            kind, result = run(ScriptedGateway(script), monkeypatch, trade_nos=value)
+            assert kind == "returned"
+            if isinstance(expected, dict):
+                assert isinstance(result, dict)
+                assert result["trade_no"] == expected["trade_no"]
+            else:
+                assert [r["trade_no"] for r in result] == [e["trade_no"] for e in expected]
 
-    @pytest.mark.parametrize("value", [5, [1], [""], ["T1", None], {"T1": 1}, "[T1, T2]", b"T1"])
-    def test_normalize_trade_nos_rejects(self, value: object) -> None:
-        with pytest.raises((TypeError, ValueError)):
-            normalize_trade_nos(value)
+    @pytest.mark.parametrize(
+        ("value", "match"),
+        [
+            ("ORD-1,ORD-2", "did you mean a list"),
+            ("ORD-1 ORD-2", "did you mean a list"),
+            (["T1", ""], "not a trade number"),
+            (["T1", None], "not a trade number"),
+            (["T1", "X" * 33], "at most 32"),
+            ({"T1": 1}, "mapping"),
+            (2.5, "not float"),
+            ("[T1, T2]", "looks like a list"),
+        ],
+    )
+    def test_mistakes_are_refused_when_the_dag_is_parsed(self, value: object, match: str) -> None:
+        with pytest.raises(ValueError, match=match):
+            PayoutStatusSensor(task_id="wait", trade_nos=value)
 
-    def test_bad_rendered_trade_no_fails_without_retries(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        assert run_poke(ScriptedGateway({}), monkeypatch, trade_no=[42])[0] is AirflowFailException
+    @pytest.mark.parametrize("value", ["{{ params.trade }}", ["{{ params.a }}", "B"]])
+    def test_templates_are_checked_when_rendered(self, value: object) -> None:
+        assert PayoutStatusSensor(task_id="wait", trade_nos=value).trade_nos == value
+
+    @pytest.mark.parametrize(("value", "match"), [("A,B", "did you mean a list"), (["T1", None], "None")])
+    def test_a_rendered_mistake_fails_without_retries(
+        self, value: object, match: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(sensor_module, "VexoraHook", ScriptedGateway({}))
+        sensor = PayoutStatusSensor(task_id="wait", trade_nos="{{ params.t }}", deferrable=False)
+        sensor.trade_nos = value  # what rendering gave
+        with pytest.raises(AirflowFailException, match=match):
+            sensor.execute({})  # type: ignore[arg-type]
+
+    def test_trade_no_is_a_deprecated_alias(self) -> None:
+        with pytest.warns(VexoraDeprecationWarning, match="use trade_nos") as caught:
+            sensor = PayoutStatusSensor(task_id="wait", trade_no=["T1"])
+        assert sensor.trade_nos == ["T1"]
+        assert caught[0].filename == __file__  # points at the DAG author's line
+
+    def test_trade_no_and_trade_nos_together_are_refused(self) -> None:
+        with pytest.raises(ValueError, match="trade_nos only"):
+            PayoutStatusSensor(task_id="wait", trade_no="T1", trade_nos="T1")
+
+    def test_trade_nos_is_required(self) -> None:
+        with pytest.raises(ValueError, match="trade_nos is required"):
+            PayoutStatusSensor(task_id="wait")
+
+    def test_literal_list_skips_jinja(self) -> None:
+        sensor = PayoutStatusSensor(task_id="wait", trade_nos=["T1", "T2"])
+        assert sensor.render_template(["T1", "T2"], {}) == ["T1", "T2"]  # type: ignore[arg-type]
+
+    def test_poke_mode_timeout_names_what_is_pending(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        kind, message = run_poke(
+            ScriptedGateway({"T1": [SUCCESS], "T2": [PENDING]}),
+            monkeypatch,
+            trade_nos=["T1", "T2"],
+            timeout=0,
+        )
+        assert kind is AirflowSensorTimeout
+        assert "1 of 2 payouts not final yet: 'T2'" in message
 
     def test_xcomarg_trade_no_wires_the_dependency(self) -> None:
         with DAG("d", schedule=None):
@@ -262,7 +323,7 @@ class TestPayoutStatusSensor:
                 return ["T1", "T2"]
 
             upstream = payouts()
-            sensor = PayoutStatusSensor(task_id="wait", trade_no=upstream)
+            sensor = PayoutStatusSensor(task_id="wait", trade_nos=upstream)
         assert sensor.upstream_task_ids == {"payouts"}
 
     @pytest.mark.parametrize(
@@ -272,7 +333,7 @@ class TestPayoutStatusSensor:
     def test_single_trade_returns_one_dict(
         self, answers: list[Answer], state: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        result = both_modes({"T1": answers}, monkeypatch, trade_no="T1")
+        result = both_modes({"T1": answers}, monkeypatch, trade_nos="T1")
         assert result == ("returned", expected("T1", answers[-1], state))  # type: ignore[arg-type]
 
     def test_list_returns_dicts_in_input_order(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -281,7 +342,7 @@ class TestPayoutStatusSensor:
             "T2": [PARTIAL],
             "T3": [PENDING, SUCCESS],
         }
-        result = both_modes(script, monkeypatch, trade_no=["T1", "T2", "T3"])
+        result = both_modes(script, monkeypatch, trade_nos=["T1", "T2", "T3"])
         assert result == (
             "returned",
             [
@@ -294,14 +355,14 @@ class TestPayoutStatusSensor:
     def test_final_payouts_are_not_queried_again(self, monkeypatch: pytest.MonkeyPatch) -> None:
         for run in (run_poke, run_deferred):
             gateway = ScriptedGateway({"T1": [SUCCESS], "T2": [PENDING, PENDING, SUCCESS]})
-            assert run(gateway, monkeypatch, trade_no=["T1", "T2"])[0] == "returned"
+            assert run(gateway, monkeypatch, trade_nos=["T1", "T2"])[0] == "returned"
             assert gateway.calls.count("T1") == 1
             assert gateway.calls.count("T2") == 3
 
     def test_already_final_payout_does_not_defer(self, monkeypatch: pytest.MonkeyPatch) -> None:
         gateway = ScriptedGateway({"T1": [SUCCESS]})
         monkeypatch.setattr(sensor_module, "VexoraHook", gateway)
-        sensor = PayoutStatusSensor(task_id="wait", trade_no="T1", deferrable=True)
+        sensor = PayoutStatusSensor(task_id="wait", trade_nos="T1", deferrable=True)
         assert sensor.execute({})["state"] == "success"  # type: ignore[arg-type]
         assert gateway.sessions_opened == 0
 
@@ -311,7 +372,7 @@ class TestPayoutStatusSensor:
         monkeypatch.setattr(sensor_module.time, "time", lambda: 1_000.0)
         sensor = PayoutStatusSensor(
             task_id="wait",
-            trade_no=["T1", "T2", "T3"],
+            trade_nos=["T1", "T2", "T3"],
             vexora_conn_id="vx",
             deferrable=True,
             poke_interval=45,
@@ -355,7 +416,7 @@ class TestPayoutStatusSensor:
     def test_policy_failure_fails_without_retries(
         self, answers: list[Answer], policy: dict[str, Any], code: str, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        kind, message = both_modes({"T1": answers}, monkeypatch, trade_no="T1", **policy)
+        kind, message = both_modes({"T1": answers}, monkeypatch, trade_nos="T1", **policy)
         assert kind is AirflowFailException
         assert "'T1'" in message
         assert code in message
@@ -370,7 +431,7 @@ class TestPayoutStatusSensor:
         result = both_modes(
             {"T1": [PENDING, code], "T2": [SUCCESS]},
             monkeypatch,
-            trade_no=["T1", "T2"],
+            trade_nos=["T1", "T2"],
             success_states=["success"],
             fail_on_failed=False,
         )
@@ -378,7 +439,7 @@ class TestPayoutStatusSensor:
 
     def test_one_failed_payout_fails_fast_while_others_pend(self, monkeypatch: pytest.MonkeyPatch) -> None:
         kind, message = both_modes(
-            {"T1": [PENDING], "T2": [PENDING, FAILED]}, monkeypatch, trade_no=["T1", "T2"]
+            {"T1": [PENDING], "T2": [PENDING, FAILED]}, monkeypatch, trade_nos=["T1", "T2"]
         )
         assert kind is AirflowFailException
         assert "'T2'" in message
@@ -386,7 +447,7 @@ class TestPayoutStatusSensor:
     @pytest.mark.parametrize("fail_on_failed", [True, False])
     def test_unknown_code_fails_loudly(self, fail_on_failed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
         kind, message = both_modes(
-            {"T1": [PENDING, "0099"]}, monkeypatch, trade_no="T1", fail_on_failed=fail_on_failed
+            {"T1": [PENDING, "0099"]}, monkeypatch, trade_nos="T1", fail_on_failed=fail_on_failed
         )
         assert kind is AirflowFailException
         assert "'T1'" in message
@@ -400,7 +461,7 @@ class TestPayoutStatusSensor:
         self, mapped: str, outcome: object, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         status_map = StatusMap.with_overrides({"0099": mapped})
-        result = both_modes({"T1": [PENDING, "0099"]}, monkeypatch, status_map, trade_no="T1")
+        result = both_modes({"T1": [PENDING, "0099"]}, monkeypatch, status_map, trade_nos="T1")
         assert result[0] == outcome
 
     @pytest.mark.parametrize(
@@ -415,11 +476,11 @@ class TestPayoutStatusSensor:
     def test_failed_polls_below_threshold_keep_waiting(
         self, error: VexoraError, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        result = both_modes({"T1": [error, error, SUCCESS]}, monkeypatch, trade_no="T1")
+        result = both_modes({"T1": [error, error, SUCCESS]}, monkeypatch, trade_nos="T1")
         assert result == ("returned", expected("T1", SUCCESS, "success"))
 
     def test_failed_polls_at_threshold_fail_retryably(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        kind, message = both_modes({"T1": [transient()]}, monkeypatch, trade_no="T1")
+        kind, message = both_modes({"T1": [transient()]}, monkeypatch, trade_nos="T1")
         assert kind is AirflowException
         assert message == "trade 'T1': HTTP 503 from the gateway (3 polls in a row)"
 
@@ -427,14 +488,14 @@ class TestPayoutStatusSensor:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         script: dict[str, list[Answer]] = {"T1": [transient("T1")], "T2": [transient("T2")]}
-        kind, message = both_modes(script, monkeypatch, trade_no=["T1", "T2"], max_consecutive_failures=5)
+        kind, message = both_modes(script, monkeypatch, trade_nos=["T1", "T2"], max_consecutive_failures=5)
         assert kind is AirflowException
-        assert "(5 polls in a row; 1 more trades failing too)" in message
+        assert "(5 polls in a row; 1 more trade failing too)" in message
 
     def test_a_healthy_poll_clears_the_failure_count(self, monkeypatch: pytest.MonkeyPatch) -> None:
         error = transient()
         answers: list[Answer] = [error, error, PENDING, error, error, PENDING, SUCCESS]
-        assert both_modes({"T1": answers}, monkeypatch, trade_no="T1")[0] == "returned"
+        assert both_modes({"T1": answers}, monkeypatch, trade_nos="T1")[0] == "returned"
 
     @pytest.mark.parametrize(
         "error",
@@ -445,7 +506,7 @@ class TestPayoutStatusSensor:
         ids=["invalid-trade-no", "config"],
     )
     def test_permanent_errors_fail_at_once(self, error: VexoraError, monkeypatch: pytest.MonkeyPatch) -> None:
-        kind, message = both_modes({"T1": [error, SUCCESS]}, monkeypatch, trade_no="T1")
+        kind, message = both_modes({"T1": [error, SUCCESS]}, monkeypatch, trade_nos="T1")
         assert kind is AirflowFailException
         assert message == str(error)
 
@@ -457,18 +518,21 @@ class TestPayoutStatusSensor:
             trade_no="T1",
         )
         # Pending first, so deferrable mode learns it in the trigger, poke mode in its second poke.
-        kind, message = both_modes({"T1": [PENDING, refused]}, monkeypatch, trade_no="T1")
+        kind, message = both_modes({"T1": [PENDING, refused]}, monkeypatch, trade_nos="T1")
         assert kind is VexoraAuthError
         assert message == str(refused)
 
     def test_timeout_raises_sensor_timeout(self, monkeypatch: pytest.MonkeyPatch) -> None:
         assert (
-            both_modes({"T1": [PENDING]}, monkeypatch, trade_no=["T1"], timeout=0)[0] is AirflowSensorTimeout
+            both_modes({"T1": [PENDING]}, monkeypatch, trade_nos=["T1"], timeout=0)[0] is AirflowSensorTimeout
         )
 
     def test_deferred_timeout_names_what_is_pending(self, monkeypatch: pytest.MonkeyPatch) -> None:
         kind, message = run_deferred(
-            ScriptedGateway({"T1": [SUCCESS], "T2": [PENDING]}), monkeypatch, trade_no=["T1", "T2"], timeout=0
+            ScriptedGateway({"T1": [SUCCESS], "T2": [PENDING]}),
+            monkeypatch,
+            trade_nos=["T1", "T2"],
+            timeout=0,
         )
         assert kind is AirflowSensorTimeout
         assert "1 of 2 payouts not final yet: 'T2'" in message
@@ -487,16 +551,16 @@ class TestPayoutStatusSensor:
         self, script: dict[str, list[Answer]], kw: dict[str, Any], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         for run in (run_poke, run_deferred):
-            kind, _ = run(ScriptedGateway(script), monkeypatch, trade_no="T1", soft_fail=True, **kw)
+            kind, _ = run(ScriptedGateway(script), monkeypatch, trade_nos="T1", soft_fail=True, **kw)
             assert kind is AirflowSkipException, run.__name__
         # Same answers on the first poke as on a later one.
         delayed = {t: [PENDING, *answers] for t, answers in script.items()}
-        assert run_deferred(ScriptedGateway(delayed), monkeypatch, trade_no="T1", soft_fail=True, **kw)[
+        assert run_deferred(ScriptedGateway(delayed), monkeypatch, trade_nos="T1", soft_fail=True, **kw)[
             0
         ] is (AirflowSkipException)
 
     def test_empty_list_has_nothing_to_wait_for(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        assert both_modes({}, monkeypatch, trade_no=[]) == ("returned", [])
+        assert both_modes({}, monkeypatch, trade_nos=[]) == ("returned", [])
 
     def test_reschedule_mode_counts_failed_polls_across_reschedules(
         self, monkeypatch: pytest.MonkeyPatch
@@ -507,7 +571,7 @@ class TestPayoutStatusSensor:
 
         def poke(try_number: int = 1) -> Any:
             # Each reschedule is a fresh process: a fresh sensor, the same task_state_store.
-            sensor = PayoutStatusSensor(task_id="wait", trade_no="T1", mode="reschedule")
+            sensor = PayoutStatusSensor(task_id="wait", trade_nos="T1", mode="reschedule")
             ti = SimpleNamespace(try_number=try_number)
             return sensor.poke({"task_state_store": store, "ti": ti})  # type: ignore[arg-type]
 
@@ -525,7 +589,7 @@ class TestPayoutStatusSensor:
         monkeypatch.setattr(sensor_module, "VexoraHook", ScriptedGateway({"T1": [transient()]}))
 
         def poke(try_number: int) -> Any:
-            sensor = PayoutStatusSensor(task_id="wait", trade_no="T1", mode="reschedule")
+            sensor = PayoutStatusSensor(task_id="wait", trade_nos="T1", mode="reschedule")
             ti = SimpleNamespace(try_number=try_number)
             return sensor.poke({"task_state_store": store, "ti": ti})  # type: ignore[arg-type]
 
@@ -537,7 +601,9 @@ class TestPayoutStatusSensor:
         assert store["vexora_failed_polls"] == {"try_number": 2, "failed_polls": 1}
 
     def test_poke_mode_uses_exponential_backoff_of_the_base_sensor(self) -> None:
-        sensor = PayoutStatusSensor(task_id="wait", trade_no="T1", exponential_backoff=True, poke_interval=30)
+        sensor = PayoutStatusSensor(
+            task_id="wait", trade_nos="T1", exponential_backoff=True, poke_interval=30
+        )
         intervals = [sensor._get_next_poke_interval(0.0, lambda: 0.0, n) for n in (1, 2, 3, 4)]
         assert intervals[-1] > intervals[0]
 
@@ -557,7 +623,7 @@ class TestExecuteComplete:
         ids=["none", "str", "empty", "unknown", "case", "no-message", "statuses-not-list"],
     )
     def test_invalid_event_raises(self, event: Any) -> None:
-        sensor = PayoutStatusSensor(task_id="wait", trade_no="T1", deferrable=True)
+        sensor = PayoutStatusSensor(task_id="wait", trade_nos="T1", deferrable=True)
         with pytest.raises(AirflowException, match="invalid event"):
             sensor.execute_complete({}, event=event)  # type: ignore[arg-type]
 
@@ -571,7 +637,7 @@ class TestExecuteComplete:
         ],
     )
     def test_only_success_returns(self, status: str, retryable: bool, raises: type[Exception]) -> None:
-        sensor = PayoutStatusSensor(task_id="wait", trade_no="T1", deferrable=True)
+        sensor = PayoutStatusSensor(task_id="wait", trade_nos="T1", deferrable=True)
         event = {"status": status, "message": "trade 'T1': boom", "statuses": [], "retryable": retryable}
         with pytest.raises(raises, match="trade 'T1': boom") as raised:
             sensor.execute_complete({}, event=event)  # type: ignore[arg-type]

@@ -181,16 +181,28 @@ class TestPayoutStatusTrigger:
         [
             ({"trade_nos": "T1"}, "trade_nos must be a non-empty list"),
             ({"trade_nos": []}, "trade_nos must be a non-empty list"),
+            ({"trade_nos": ["T1", None]}, "1 entry is not a trade number"),
             ({"success_states": ["pending"]}, "'pending' is not a terminal state"),
             ({"success_states": ["unknown"]}, "'unknown' is not a terminal state"),
             ({"poll_interval": -1}, "poll_interval must not be negative"),
             ({"max_consecutive_failures": 0}, "max_consecutive_failures must be at least 1"),
         ],
-        ids=["str", "empty", "pending", "unknown", "negative-interval", "zero-threshold"],
+        ids=[
+            "str",
+            "empty",
+            "not-a-trade-number",
+            "pending",
+            "unknown",
+            "negative-interval",
+            "zero-threshold",
+        ],
     )
     def test_rejects_bad_kwargs(self, overrides: dict[str, Any], message: str) -> None:
         with pytest.raises(ValueError, match=message):
             make(**overrides)
+
+    def test_trade_nos_follow_the_shared_rule(self) -> None:
+        assert make(trade_nos=[" T1", "T2", "T1", b"T3"]).trade_nos == ["T1", "T2", "T3"]
 
     @pytest.mark.anyio
     async def test_success_event_in_input_order_skipping_known(self, clock: Clock, monkeypatch: Any) -> None:
@@ -392,7 +404,7 @@ class TestSecretNeverLeaves:
         hook = partial(VexoraHook, transport=httpx.MockTransport(self.handler))
         monkeypatch.setattr(sensor_module, "VexoraHook", hook)
         sensor = PayoutStatusSensor(
-            task_id="wait", trade_no=trade_no, poke_interval=0, max_consecutive_failures=1
+            task_id="wait", trade_nos=trade_no, poke_interval=0, max_consecutive_failures=1
         )
         result: object
         if raises is None:
