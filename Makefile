@@ -64,6 +64,7 @@ bench: venv
 	$(BIN)/python bench/bench_fanout.py
 	$(BIN)/python bench/bench_upsert.py
 	$(BIN)/python bench/bench_operator.py
+	$(BIN)/python bench/bench_trade_nos.py
 	$(BIN)/python bench/bench_callbacks.py
 	$(BIN)/python bench/bench_create.py
 	$(BIN)/python bench/bench_budget.py

@@ -68,3 +68,14 @@ def redis_url() -> str:
 def celery_broker_url() -> str:
     """URL of the Redis database Celery uses as broker, from ``VEXORA_TEST_CELERY_BROKER_URL``."""
     return _service_dsn("VEXORA_TEST_CELERY_BROKER_URL", DEFAULT_CELERY_BROKER_URL, "Redis (Celery broker)")
+
+
+# A test uses our deprecated arguments only inside pytest.warns. Added per test, not in the
+# pytest configuration: resolving the category there would import Airflow before the isolated
+# AIRFLOW_HOME above is set.
+_NO_DEPRECATED_USE = pytest.mark.filterwarnings("error::vexora_provider.exceptions.VexoraDeprecationWarning")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(_NO_DEPRECATED_USE)

@@ -125,9 +125,13 @@ def clean_trade_no(value: object) -> str:
             ) from None
     elif isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if isinstance(value, str):
-        value = value.strip()
-    return validate_trade_no(value)
+    if not isinstance(value, str):
+        return validate_trade_no(value)
+    try:
+        return validate_trade_no(value.strip())
+    except VexoraInvalidTradeNoError as error:
+        error.trade_no = value  # recorded under the entry as given, e.g. " " for a blank one
+        raise
 
 
 def coerce_trade_nos(value: object, *, param: str = "trade_nos") -> TradeNos:
@@ -163,7 +167,7 @@ def coerce_trade_nos(value: object, *, param: str = "trade_nos") -> TradeNos:
         try:
             trade_no = clean_trade_no(entry)
         except VexoraInvalidTradeNoError as error:
-            invalid.append(InvalidTradeNo(error.trade_no or "", error))
+            invalid.append(InvalidTradeNo(error.trade_no if error.trade_no is not None else "", error))
             continue
         if trade_no in seen:
             duplicates += 1
@@ -229,12 +233,16 @@ def literal_trade_nos(content: object) -> list[object] | None:
     return None
 
 
-def refuse_literal_mistakes(value: object, *, param: str) -> None:
+def refuse_literal_mistakes(value: object, *, param: str, entries: bool = True) -> None:
     """
     Refuse, when the DAG is parsed, a trade-numbers argument that can already be seen to be wrong.
 
     Templated strings and values resolved at run time (an ``XComArg``) are left for then.
 
+    :param value: the argument as written in the DAG file.
+    :param param: its name, for messages.
+    :param entries: refuse a literal entry that is not a trade number too; a task that records
+        such an entry as that trade's error (the warehouse sync) leaves it for run time.
     :raises TradeNosError: the argument, or one of its literal entries, breaks the rule.
     """
     if is_template(value) or hasattr(value, "resolve"):
@@ -244,7 +252,7 @@ def refuse_literal_mistakes(value: object, *, param: str) -> None:
     ):
         return
     coerced = coerce_trade_nos(value, param=param)
-    if coerced.invalid:
+    if entries and coerced.invalid:
         raise TradeNosError(f"{param}: {coerced.invalid_summary()}")
 
 

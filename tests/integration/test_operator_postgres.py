@@ -48,7 +48,7 @@ class TestPostgresTarget:
             )
             run_sync(vexora, "wh_lite", pg, trades, batch_size=250)
             rows = table_rows("wh_pg", pg)
-            assert summary["loaded"] == 1250
+            assert (summary["loaded"], summary["duplicates"]) == (1200, 50)
             assert len(rows) == 1200
             assert rows == table_rows("wh_lite", pg)
             run_sync(vexora, "wh_pg", pg, trades, batch_size=100, only_non_terminal=False)

@@ -47,13 +47,14 @@ class TestSqliteTarget:
             assert second["requested"] == 1500 - terminal
             assert table_rows("wh_sqlite", "payouts") == rows
 
-            # Everything again, with every trade twice in the same batch: still the same rows.
+            # Everything again, with every trade given twice: each fetched once, the same rows.
+            calls = sim.calls(trades[0])
             third = run_sync(
                 vexora, "wh_sqlite", "payouts", trades + trades, batch_size=5000, only_non_terminal=False
             )
-            assert third["requested"] == 3000
+            assert (third["total"], third["duplicates"], third["requested"]) == (3000, 1500, 1500)
             assert table_rows("wh_sqlite", "payouts") == rows
-            assert sim.calls(trades[0]) == 3
+            assert sim.calls(trades[0]) == calls + 1
 
     def test_trade_nos_sql_selects_non_terminal(self, sqlite_conn: Path) -> None:
         sim, trades = simulator(300)

@@ -50,8 +50,9 @@ class PayoutStatusToSqlOperator(BaseOperator):
     :param trade_nos: trade numbers to refresh: a list, one trade number, or an ``XComArg`` such as
         ``task.output`` (a template field, so the upstream dependency is wired). The provider's
         trade-number rule applies: entries are stripped, each trade is fetched once (the summary's
-        ``duplicates`` counts the repeats), a mistake visible when the DAG is parsed is refused
-        then, and an entry that is not a trade number becomes that entry's error row.
+        ``duplicates`` counts the repeats), a string such as ``"A,B"`` is refused when the DAG is
+        parsed (did you mean a list?), and an entry that is not a trade number becomes that
+        entry's error row.
     :param trade_nos_sql: instead of ``trade_nos``, a query run on the warehouse whose first column
         is the trade numbers (e.g. every payout not yet terminal); may be a ``.sql`` template file.
         Its values follow the same rule (``bytes`` are decoded as UTF-8, integers taken as their
@@ -106,7 +107,8 @@ class PayoutStatusToSqlOperator(BaseOperator):
         if not is_template(table):
             TableName.parse(table)  # refuse early; checked again after templating
         if trade_nos is not None:
-            refuse_literal_mistakes(trade_nos, param="trade_nos")
+            # One bad entry costs one trade (its error row), so only the whole value is judged now.
+            refuse_literal_mistakes(trade_nos, param="trade_nos", entries=False)
         self.sql_conn_id = sql_conn_id
         self.trade_nos = trade_nos
         self.trade_nos_sql = trade_nos_sql

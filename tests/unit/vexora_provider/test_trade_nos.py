@@ -91,9 +91,9 @@ class TestCoerceTradeNos:
         assert coerce_trade_nos(value) == expected
 
     def test_entries_that_are_not_trade_numbers_are_kept_aside_in_order(self) -> None:
-        coerced = coerce_trade_nos(["A", "", None, "B", 2.5, "x" * 40])
+        coerced = coerce_trade_nos(["A", "", None, "B", 2.5, "x" * 40, "  "])
         assert coerced.trade_nos == ("A", "B")
-        assert [i.entry for i in coerced.invalid] == ["", "None", "2.5", "x" * 40]
+        assert [i.entry for i in coerced.invalid] == ["", "None", "2.5", "x" * 40, "  "]  # as given
         assert all(isinstance(i.error, VexoraInvalidTradeNoError) for i in coerced.invalid)
 
     @pytest.mark.parametrize(
@@ -191,3 +191,8 @@ class TestRefuseLiteralMistakes:
     def test_refuses(self, value: object, match: str) -> None:
         with pytest.raises(TradeNosError, match=match):
             refuse_literal_mistakes(value, param="trade_nos")
+
+    def test_entries_can_be_left_for_run_time(self) -> None:
+        refuse_literal_mistakes(["A", "", None], param="trade_nos", entries=False)
+        with pytest.raises(TradeNosError, match="did you mean a list"):
+            refuse_literal_mistakes("A,B", param="trade_nos", entries=False)
