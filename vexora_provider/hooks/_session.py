@@ -117,7 +117,8 @@ class VexoraAsyncSession:
             # Rejected before any request: counted as taken and failed, never dropped.
             self.stats.requested += 1
             self.stats.failed += 1
-            return PayoutQueryError(trade_no=str(trade_no) if err.trade_no is None else err.trade_no, error=err)
+            shown = str(trade_no) if err.trade_no is None else err.trade_no
+            return PayoutQueryError(trade_no=shown, error=err)
         except VexoraError as err:
             return PayoutQueryError(trade_no=str(trade_no), error=err)
         except Exception as exc:
