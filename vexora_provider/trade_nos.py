@@ -21,14 +21,18 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vexora_provider.exceptions import VexoraInvalidTradeNoError
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = [
     "MAX_TRADE_NO_LENGTH",
     "DistinctTradeNos",
     "InvalidTradeNo",
+    "LiteralTradeNosRendering",
     "TradeNos",
     "TradeNosError",
     "clean_trade_no",
@@ -217,6 +221,28 @@ def distinct_trade_nos(entries: Iterable[object]) -> Iterator[object]:
             yield value
 
 
+class LiteralTradeNosRendering:
+    """
+    Operator mixin: a literal list of plain trade numbers is returned as is by ``render_template``.
+
+    Jinja compiles every string of a list; for 100,000 literal trade numbers that is seconds.
+    Put it before ``BaseOperator`` in the bases.
+    """
+
+    def render_template(
+        self,
+        content: Any,
+        context: Any,
+        jinja_env: jinja2.Environment | None = None,
+        seen_oids: set[int] | None = None,
+    ) -> Any:
+        """Render templates; a literal list of plain trade numbers is returned as is."""
+        literal = literal_trade_nos(content)
+        if literal is not None:
+            return literal
+        return super().render_template(content, context, jinja_env, seen_oids)  # type: ignore[misc]
+
+
 def is_template(value: object) -> bool:
     """Whether ``value`` is a string Jinja would render (it holds ``{{``, ``{%`` or ``{#``)."""
     return isinstance(value, str) and any(marker in value for marker in _JINJA_MARKERS)
@@ -225,8 +251,6 @@ def is_template(value: object) -> bool:
 def literal_trade_nos(content: object) -> list[object] | None:
     """
     Return a literal list of plain strings as a list, else ``None`` (render it as usual).
-
-    Jinja compiles every string of a list; for 100,000 literal trade numbers that is seconds.
     """
     if isinstance(content, list | tuple) and all(isinstance(v, str) and not is_template(v) for v in content):
         return list(content)

@@ -15,11 +15,15 @@ from vexora_provider.assets import merchant_of
 from vexora_provider.hooks.vexora import VexoraHook
 from vexora_provider.operators._settled import SETTLED_LIMIT, SettledTrades
 from vexora_provider.operators._sync import SyncCounters, WarehouseSync
-from vexora_provider.trade_nos import TradeNosError, is_template, literal_trade_nos, refuse_literal_mistakes
+from vexora_provider.trade_nos import (
+    LiteralTradeNosRendering,
+    TradeNosError,
+    is_template,
+    refuse_literal_mistakes,
+)
 from vexora_provider.warehouse import TableName, writer_for
 
 if TYPE_CHECKING:
-    import jinja2
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
@@ -28,7 +32,7 @@ __all__ = ["DEFAULT_TABLE", "PayoutStatusToSqlOperator"]
 DEFAULT_TABLE = "vexora_payout_status"
 
 
-class PayoutStatusToSqlOperator(BaseOperator):
+class PayoutStatusToSqlOperator(LiteralTradeNosRendering, BaseOperator):
     """
     Fetch the status of many payouts from Vexora and upsert them into a warehouse table.
 
@@ -121,19 +125,6 @@ class PayoutStatusToSqlOperator(BaseOperator):
         self.max_failed_ratio = max_failed_ratio
         self.progress_interval = progress_interval
         self._last_sync: tuple[WarehouseSync, TableName] | None = None  # for the lineage methods
-
-    def render_template(
-        self,
-        content: Any,
-        context: Context,
-        jinja_env: jinja2.Environment | None = None,
-        seen_oids: set[int] | None = None,
-    ) -> Any:
-        """Render templates; a literal list of plain trade numbers is returned as is."""
-        literal = literal_trade_nos(content)
-        if literal is not None:
-            return literal
-        return super().render_template(content, context, jinja_env, seen_oids)
 
     @cached_property
     def hook(self) -> VexoraHook:

@@ -29,16 +29,15 @@ from vexora_provider.policy import (
     Verdict,
 )
 from vexora_provider.trade_nos import (
+    LiteralTradeNosRendering,
     TradeNos,
     TradeNosError,
     coerce_trade_nos,
-    literal_trade_nos,
     refuse_literal_mistakes,
 )
 from vexora_provider.triggers.payout_status import PayoutStatusTrigger, validate_event
 
 if TYPE_CHECKING:
-    import jinja2
     from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context, XComArg
 
@@ -55,7 +54,7 @@ DEFERRAL_GRACE = timedelta(minutes=5)
 FAILED_POLLS_KEY = "vexora_failed_polls"
 
 
-class PayoutStatusSensor(BaseSensorOperator):
+class PayoutStatusSensor(LiteralTradeNosRendering, BaseSensorOperator):
     """
     Wait until every listed Vexora payout is final, then return the statuses as XCom.
 
@@ -152,19 +151,6 @@ class PayoutStatusSensor(BaseSensorOperator):
     def _close_hook(self) -> None:
         if "hook" in self.__dict__:
             self.hook.close()
-
-    def render_template(
-        self,
-        content: Any,
-        context: Context,
-        jinja_env: jinja2.Environment | None = None,
-        seen_oids: set[int] | None = None,
-    ) -> Any:
-        """Render templates; a literal list of plain trade numbers is returned as is."""
-        literal = literal_trade_nos(content)
-        if literal is not None:
-            return literal
-        return super().render_template(content, context, jinja_env, seen_oids)
 
     def _coerced(self) -> TradeNos:
         """The rendered ``trade_nos`` after the trade-number rule; a mistake fails the task."""

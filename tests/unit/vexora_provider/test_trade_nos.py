@@ -7,6 +7,7 @@ import pytest
 from vexora_provider.exceptions import VexoraInvalidTradeNoError
 from vexora_provider.trade_nos import (
     DistinctTradeNos,
+    LiteralTradeNosRendering,
     TradeNos,
     TradeNosError,
     clean_trade_no,
@@ -196,3 +197,20 @@ class TestRefuseLiteralMistakes:
         refuse_literal_mistakes(["A", "", None], param="trade_nos", entries=False)
         with pytest.raises(TradeNosError, match="did you mean a list"):
             refuse_literal_mistakes("A,B", param="trade_nos", entries=False)
+
+
+class TestLiteralTradeNosRendering:
+    class Base:
+        def render_template(
+            self, content: Any, context: Any, jinja_env: Any = None, seen_oids: Any = None
+        ) -> Any:
+            return ("rendered", content)
+
+    class Task(LiteralTradeNosRendering, Base):
+        pass
+
+    def test_literal_lists_skip_rendering_the_rest_is_rendered(self) -> None:
+        task = self.Task()
+        assert task.render_template(["A", "B"], {}) == ["A", "B"]
+        assert task.render_template(["{{ a }}"], {}) == ("rendered", ["{{ a }}"])
+        assert task.render_template("A", {}) == ("rendered", "A")

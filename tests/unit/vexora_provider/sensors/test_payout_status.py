@@ -305,16 +305,6 @@ class TestPayoutStatusSensor:
         sensor = PayoutStatusSensor(task_id="wait", trade_nos=["T1", "T2"])
         assert sensor.render_template(["T1", "T2"], {}) == ["T1", "T2"]  # type: ignore[arg-type]
 
-    def test_poke_mode_timeout_names_what_is_pending(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        kind, message = run_poke(
-            ScriptedGateway({"T1": [SUCCESS], "T2": [PENDING]}),
-            monkeypatch,
-            trade_nos=["T1", "T2"],
-            timeout=0,
-        )
-        assert kind is AirflowSensorTimeout
-        assert "1 of 2 payouts not final yet: 'T2'" in message
-
     def test_xcomarg_trade_no_wires_the_dependency(self) -> None:
         with DAG("d", schedule=None):
 
@@ -527,8 +517,11 @@ class TestPayoutStatusSensor:
             both_modes({"T1": [PENDING]}, monkeypatch, trade_nos=["T1"], timeout=0)[0] is AirflowSensorTimeout
         )
 
-    def test_deferred_timeout_names_what_is_pending(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        kind, message = run_deferred(
+    @pytest.mark.parametrize("run", [run_poke, run_deferred], ids=["poke", "deferrable"])
+    def test_timeout_names_what_is_pending(
+        self, run: Callable[..., Outcome], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        kind, message = run(
             ScriptedGateway({"T1": [SUCCESS], "T2": [PENDING]}),
             monkeypatch,
             trade_nos=["T1", "T2"],
