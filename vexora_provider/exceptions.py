@@ -120,6 +120,16 @@ class VexoraError(AirflowException):
         return self.permanence is Permanence.TRANSIENT
 
     @property
+    def task_retryable(self) -> bool:
+        """
+        Whether a later try of the task may succeed: not when only a person can fix the cause.
+
+        The permanence says what this call, poll or stream should do now; this says whether the
+        task's own retries, minutes later, are worth having.
+        """
+        return not self.permanence.is_permanent
+
+    @property
     def brief(self) -> str:
         """A few words naming the cause, for retry log lines, e.g. ``HTTP 503`` or ``code 5000``."""
         return type(self).__name__
@@ -153,13 +163,25 @@ class VexoraBudgetError(VexoraConfigError):
     refusing the password, or its client library is not installed.
 
     Raised instead of sending the request: with the budget configured, no task runs unlimited.
-    Its permanence is ``connection``, so a bulk sync stops at once rather than recording the
-    same error for every trade.
+    Its permanence is ``connection``, so a bulk sync or a watch stops at once rather than
+    recording the same error for every trade. A storage that failed to answer (an ``outage``)
+    may be back by the task's next try, so the task keeps its retries; a missing package or a
+    refused password fails it without them.
 
     :param message: what failed, naming ``budget_storage`` (its password never shown).
+    :param outage: the storage did not answer or broke off (not a setting a person must fix).
     """
 
     default_permanence = Permanence.CONNECTION
+
+    def __init__(self, message: str, *, outage: bool = False, **kwargs: Unpack[ErrorFacts]) -> None:
+        super().__init__(message, **kwargs)
+        self.outage = outage
+
+    @property
+    def task_retryable(self) -> bool:
+        """Whether the task's next try may find the storage back: only after an outage."""
+        return self.outage
 
 
 class VexoraAuthError(VexoraError, AirflowFailException):

@@ -114,7 +114,8 @@ class Verdict:
     :param message: a human sentence naming the trade and the cause; while waiting, what the
         last poll's failed query was (empty when every query answered).
     :param statuses: the latest known statuses as plain dicts, in input order.
-    :param retryable: for ``error``: whether retrying the task may help.
+    :param retryable: for ``error``: whether retrying the task may help (the error's
+        ``task_retryable``).
     :param cause: for an ``error`` no poll can fix: the error that decided it.
     """
 
@@ -184,7 +185,10 @@ class PayoutWatch:
         for error in errors:
             # What the error's permanence says no poll can fix ends the watch at once.
             if error.error.permanence.is_permanent:
-                return Verdict("error", error.message, self.statuses(), retryable=False, cause=error.error)
+                retryable = error.error.task_retryable
+                return Verdict(
+                    "error", error.message, self.statuses(), retryable=retryable, cause=error.error
+                )
         if errors:
             # Answers come in completion order; name the first failing trade in input order.
             order = {t: i for i, t in enumerate(self.trade_nos)}
@@ -202,7 +206,7 @@ class PayoutWatch:
     def record_poll_error(self, error: VexoraError) -> Verdict:
         """Take a poll that failed as a whole (no answer for any trade)."""
         if error.permanence.is_permanent:
-            return Verdict("error", str(error), self.statuses(), retryable=False, cause=error)
+            return Verdict("error", str(error), self.statuses(), retryable=error.task_retryable, cause=error)
         pending = self.to_poll()
         return self._failed_poll([PayoutQueryError(pending[0] if pending else "", error)])
 

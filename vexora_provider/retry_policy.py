@@ -23,7 +23,9 @@ __all__ = ["VEXORA_RETRY_POLICY", "VexoraRetryPolicy"]
 
 class VexoraRetryPolicy(RetryPolicy):
     """
-    Fail a task at once on a Vexora error whose permanence is ``trade`` or ``connection``.
+    Fail a task at once on a Vexora error whose permanence is ``trade`` or ``connection`` and
+    that no later try can fix (``task_retryable`` false; an outage of the budget storage keeps
+    the task's retries).
 
     Any other exception gets the task's normal retry behaviour (``retries``, ``retry_delay``).
     """
@@ -36,7 +38,7 @@ class VexoraRetryPolicy(RetryPolicy):
         context: Context | None = None,
     ) -> RetryDecision:
         """Return ``fail`` for a permanent Vexora error, else the default decision."""
-        if isinstance(exception, VexoraError) and exception.permanence.is_permanent:
+        if isinstance(exception, VexoraError) and not exception.task_retryable:
             return RetryDecision.fail(
                 f"{type(exception).__name__} is {exception.permanence.value}-wide: no retry can fix it"
             )

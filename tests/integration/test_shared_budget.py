@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from tests.integration.airflow_support import free_port
 from vexora_provider.config import VexoraConfig
@@ -26,6 +27,7 @@ from vexora_provider.hooks._budget import BudgetPlan
 from vexora_provider.hooks._budget_redis import async_budget, sync_budget
 from vexora_provider.hooks.vexora import VexoraHook
 from vexora_provider.models import PayoutStatus
+from vexora_provider.sensors.payout_status import PayoutStatusSensor
 from vexora_provider.testing import VexoraSimulator
 from vexora_provider.testing.server import SimulatorServer
 from vexora_provider.triggers.payout_status import PayoutStatusTrigger
@@ -236,6 +238,7 @@ class TestStorageUnreachable:
         assert "127.0.0.1" in message
         assert "hunter2" not in message
         assert error.permanence is Permanence.CONNECTION
+        assert error.task_retryable  # an outage: the task's next try may find the storage back
         assert served.sim.stats()["total"] == 0  # never unlimited: nothing was sent
 
     def test_sync_hook_fails_naming_the_storage(self, served: SimulatorServer, dead_storage: str) -> None:
@@ -265,8 +268,19 @@ class TestStorageUnreachable:
 
         event = asyncio.run(main()).payload
         assert event["status"] == "error"
+        assert event["retryable"] is True  # the sensor fails the try, and Airflow retries it
         assert "budget_storage" in event["message"]
         assert "hunter2" not in event["message"]
+
+    def test_poke_mode_sensor_fails_the_try_and_keeps_its_retries(
+        self, served: SimulatorServer, dead_storage: str
+    ) -> None:
+        served.sim.add_payout("T1", "success")
+        sensor = PayoutStatusSensor(task_id="wait", trade_nos="T1", poke_interval=0, deferrable=False)
+        with pytest.raises(AirflowException, match="budget_storage") as raised:
+            sensor.execute({})  # type: ignore[arg-type]
+        assert not isinstance(raised.value, AirflowFailException)
+        assert served.sim.stats()["total"] == 0
 
     def test_a_wrong_password_is_named_not_shown(
         self, served: SimulatorServer, redis_url: str, monkeypatch: pytest.MonkeyPatch
@@ -279,6 +293,7 @@ class TestStorageUnreachable:
             VexoraHook().get_payout_status("T1")
         assert "not-the-password" not in str(raised.value)
         assert "budget_storage" in str(raised.value)
+        assert not raised.value.task_retryable  # a person must fix the password
         assert served.sim.stats()["total"] == 0
 
 

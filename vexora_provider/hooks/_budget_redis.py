@@ -140,8 +140,18 @@ def storage_errors(plan: BudgetPlan, doing: str) -> Iterator[None]:
             detail = detail.replace(plan.storage.password, "***")
         raise VexoraBudgetError(
             f"the shared gateway budget's storage {plan.storage.shown} (extra budget_storage) failed "
-            f"while {doing}: {type(exc).__name__}: {detail}; no request is sent without the budget"
+            f"while {doing}: {type(exc).__name__}: {detail}; no request is sent without the budget",
+            outage=_is_outage(exc),
         ) from exc
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Whether the storage failed to answer (it may be back soon), not refused us (a setting)."""
+    redis, _ = _libraries()
+    exc = getattr(exc, "storage_error", exc)  # limits wraps the client's error
+    if isinstance(exc, redis.AuthenticationError | redis.ResponseError):
+        return False  # a refused password or command: only a person fixes that
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError)
 
 
 class _Store:

@@ -188,7 +188,7 @@ class PayoutStatusTrigger(BaseTrigger):
                         return self._event("timeout", message, watch)
         except VexoraError as error:
             if error.permanence.is_permanent:  # e.g. a bad connection, found opening the session
-                return self._event("error", str(error), watch, retryable=False, cause=error)
+                return self._event("error", str(error), watch, retryable=error.task_retryable, cause=error)
             self.log.exception("Watching payouts failed")
             return self._event("error", f"{type(error).__name__}: {error}", watch)
         except Exception as error:

@@ -10,6 +10,7 @@ from vexora_provider.exceptions import (
     Permanence,
     VexoraAPIError,
     VexoraAuthError,
+    VexoraBudgetError,
     VexoraConfigError,
     VexoraHTTPError,
     VexoraInvalidTradeNoError,
@@ -167,6 +168,15 @@ class TestPayoutWatch:
         verdict = w.record([PayoutQueryError("A", error)])
 
         assert (verdict.outcome, verdict.retryable, verdict.cause) == ("error", False, error)
+
+    @pytest.mark.parametrize("outage", [True, False], ids=["storage-down", "password-refused"])
+    def test_a_budget_storage_outage_ends_the_watch_but_keeps_the_task_retries(self, outage: bool) -> None:
+        error = VexoraBudgetError("budget_storage failed", outage=outage)
+        for verdict in (
+            watch("A").record([PayoutQueryError("A", error)]),
+            watch("A").record_poll_error(error),
+        ):
+            assert (verdict.outcome, verdict.retryable) == ("error", outage)
 
     @pytest.mark.parametrize(
         "error",

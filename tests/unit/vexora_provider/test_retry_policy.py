@@ -7,6 +7,7 @@ from airflow.sdk.exceptions import AirflowException
 from vexora_provider.exceptions import (
     Permanence,
     VexoraAuthError,
+    VexoraBudgetError,
     VexoraConfigError,
     VexoraError,
     VexoraHTTPError,
@@ -29,6 +30,7 @@ class TestVexoraRetryPolicy:
             VexoraTransportError(
                 "TLS certificate not trusted", kind="tls_verify", permanence=Permanence.CONNECTION
             ),
+            VexoraBudgetError("budget_storage refused the password"),
         ],
         ids=lambda e: type(e).__name__,
     )
@@ -44,6 +46,7 @@ class TestVexoraRetryPolicy:
             VexoraHTTPError(http_status=404),
             VexoraPayoutUnknownError("create got HTTP 502, the query failed"),
             AirflowException("a failed poll"),
+            VexoraBudgetError("budget_storage did not answer", outage=True),
             RuntimeError("anything else"),
         ],
         ids=lambda e: type(e).__name__,

@@ -35,6 +35,7 @@ class TestWithoutTheBudgetExtra:
         assert "budget_storage" in str(error)
         assert f"pip install '{BUDGET_EXTRA}'" in str(error)
         assert error.permanence is Permanence.CONNECTION
+        assert not error.task_retryable  # no retry installs a package
 
     def test_sync(self) -> None:
         with pytest.raises(VexoraBudgetError) as raised:
