@@ -181,7 +181,7 @@ class VexoraBudgetError(VexoraConfigError):
     @property
     def task_retryable(self) -> bool:
         """Whether the task's next try may find the storage back: only after an outage."""
-        return self.outage
+        return self.outage or super().task_retryable
 
 
 class VexoraAuthError(VexoraError, AirflowFailException):
@@ -357,19 +357,22 @@ class VexoraPayoutUnknownError(VexoraError):
     default_permanence = Permanence.TRANSIENT
 
 
-class VexoraDeprecationWarning(DeprecationWarning):
+class VexoraDeprecationWarning(FutureWarning):
     """
     An argument or name of this provider that still works but will go in a future major release;
     the message says what to use instead.
+
+    A ``FutureWarning``, not a ``DeprecationWarning``: it is meant for DAG authors, and Python
+    hides ``DeprecationWarning`` outside ``__main__`` by default, also when Airflow parses a DAG.
     """
 
 
 def warn_deprecated(message: str) -> None:
     """Warn with :class:`VexoraDeprecationWarning`, pointing at the first line outside Airflow and us."""
-    ours = (str(Path(__file__).parent), str(Path(airflow.sdk.__file__).parent.parent))
+    ours = (Path(__file__).parent, Path(airflow.sdk.__file__).parent.parent)
     frame: FrameType | None = sys._getframe(1)
     level = 1
     # Airflow wraps operator constructors a varying number of times (defaults, DAG context).
-    while frame is not None and frame.f_code.co_filename.startswith(ours):
+    while frame is not None and any(Path(frame.f_code.co_filename).is_relative_to(p) for p in ours):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, VexoraDeprecationWarning, stacklevel=level + 1)

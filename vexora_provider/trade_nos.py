@@ -10,8 +10,9 @@ docs' trade-numbers page states it:
   Jinja renders a list to) is that list;
 - a list, tuple, set (sorted) or any other iterable is a list of trade numbers; a mapping is
   refused;
-- surrounding whitespace of each entry is removed; ``bytes`` are decoded as UTF-8; an ``int`` is its
-  digits; anything else (``None``, a float, a bool, a nested list) is not a trade number;
+- surrounding whitespace of each entry is removed; ``bytes`` are decoded as UTF-8; an ``int`` (or a
+  whole-number ``Decimal``) is its digits; anything else (``None``, a float, a bool, a nested list)
+  is not a trade number;
 - a trade number is 1-32 printable characters once stripped;
 - duplicates are kept once, at their first position.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vexora_provider.exceptions import VexoraInvalidTradeNoError
@@ -121,14 +123,18 @@ def clean_trade_no(value: object) -> str:
     :raises VexoraInvalidTradeNoError: the entry is not a trade number; the error names it.
     """
     if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
         try:
-            value = bytes(value).decode("utf-8")
+            value = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise VexoraInvalidTradeNoError(
-                "a trade number given as bytes must be UTF-8", trade_no=_shown(value)
+                "a trade number given as bytes must be UTF-8",
+                trade_no=raw.decode("utf-8", "backslashreplace"),  # readable, e.g. \xffP2
             ) from None
     elif isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
+    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        value = str(int(value))  # a NUMERIC column of whole numbers: 1001.00 is "1001"
     if not isinstance(value, str):
         return validate_trade_no(value)
     try:
@@ -148,7 +154,7 @@ def coerce_trade_nos(value: object, *, param: str = "trade_nos") -> TradeNos:
     """
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    elif isinstance(value, bytes | bytearray):
+    elif isinstance(value, bytes | bytearray | memoryview):
         try:
             value = bytes(value).decode("utf-8")
         except UnicodeDecodeError:
@@ -165,19 +171,23 @@ def coerce_trade_nos(value: object, *, param: str = "trade_nos") -> TradeNos:
     if isinstance(value, set | frozenset):
         value = sorted(value, key=str)  # a set has no order of its own: give the same one on every run
     seen: dict[str, None] = {}
-    invalid: list[InvalidTradeNo] = []
+    invalid: dict[str, InvalidTradeNo] = {}
     duplicates = 0
     for entry in value:
         try:
             trade_no = clean_trade_no(entry)
         except VexoraInvalidTradeNoError as error:
-            invalid.append(InvalidTradeNo(error.trade_no if error.trade_no is not None else "", error))
+            key = error.trade_no if error.trade_no is not None else ""
+            if key in invalid:
+                duplicates += 1  # recorded once, like a repeated trade number
+            else:
+                invalid[key] = InvalidTradeNo(key, error)
             continue
         if trade_no in seen:
             duplicates += 1
         else:
             seen[trade_no] = None
-    return TradeNos(tuple(seen), single=False, duplicates=duplicates, invalid=tuple(invalid))
+    return TradeNos(tuple(seen), single=False, duplicates=duplicates, invalid=tuple(invalid.values()))
 
 
 def _clean_or_raise(value: object, param: str) -> str:
@@ -269,8 +279,8 @@ def refuse_literal_mistakes(value: object, *, param: str, entries: bool = True) 
         such an entry as that trade's error (the warehouse sync) leaves it for run time.
     :raises TradeNosError: the argument, or one of its literal entries, breaks the rule.
     """
-    if is_template(value) or hasattr(value, "resolve"):
-        return
+    if is_template(value) or hasattr(value, "resolve") or isinstance(value, Iterator):
+        return  # an iterator would be used up here, leaving nothing for the task
     if isinstance(value, list | tuple | set | frozenset) and any(
         is_template(v) or hasattr(v, "resolve") for v in value
     ):
@@ -281,17 +291,19 @@ def refuse_literal_mistakes(value: object, *, param: str, entries: bool = True) 
 
 
 def _list_text(value: str, param: str) -> list[object] | None:
-    """A list rendered to text (``"['A', 'B']"``, JSON too) as that list; ``None`` for other text."""
+    """A list rendered to text (``"['A', 'B']"``, JSON too) as that list; ``None`` for other text.
+
+    Text in brackets that does not parse as a list or tuple (``"[PO-1]"``, ``"(123)"``) is one
+    string; text that does (``"[1]"``) is that list.
+    """
     text = value.strip()
     if not any(text.startswith(o) and text.endswith(c) for o, c in _LIST_BRACKETS):
         return None
     try:
         parsed = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise TradeNosError(f"{param} {_shown(value)} looks like a list but is not one") from None
-    if not isinstance(parsed, list | tuple):
-        raise TradeNosError(f"{param} {_shown(value)} looks like a list but is not one")
-    return list(parsed)
+        return None  # not list text after all: one string, e.g. the trade number "[PO-1]"
+    return list(parsed) if isinstance(parsed, list | tuple) else None
 
 
 def _one_string(value: str, param: str) -> str:

@@ -149,6 +149,15 @@ def _is_outage(exc: BaseException) -> bool:
     """Whether the storage failed to answer (it may be back soon), not refused us (a setting)."""
     redis, _ = _libraries()
     exc = getattr(exc, "storage_error", exc)  # limits wraps the client's error
+    failing_over = (
+        redis.exceptions.BusyLoadingError,
+        redis.exceptions.ReadOnlyError,
+        redis.exceptions.TryAgainError,
+        redis.exceptions.ClusterDownError,
+        redis.exceptions.MasterDownError,
+    )
+    if isinstance(exc, failing_over):
+        return True  # Redis restarting or failing over: back in a moment
     if isinstance(exc, redis.AuthenticationError | redis.ResponseError):
         return False  # a refused password or command: only a person fixes that
     return isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError)

@@ -74,6 +74,7 @@ class FetchStats:
     :param rate_limited: HTTP 429 answers seen.
     :param http_errors: HTTP error answers seen (any non-2xx, 429 included).
     :param transport_errors: timeouts and connection failures seen.
+    :param duplicates: entries of a bulk stream not fetched because they repeat a trade number.
     :param started_at: ``time.monotonic()`` when counting started.
     """
 
@@ -84,6 +85,7 @@ class FetchStats:
     rate_limited: int = 0
     http_errors: int = 0
     transport_errors: int = 0
+    duplicates: int = 0
     started_at: float = field(default_factory=time.monotonic)
 
     def as_dict(self) -> dict[str, int | float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import cast
 
 from vexora_provider._urls import ProxyURL
@@ -22,7 +22,7 @@ from vexora_provider.hooks._protocol import Answer, FetchStats, clean_trade_no
 from vexora_provider.hooks._runners import AsyncRunner
 from vexora_provider.lineage.hook import PayoutsLineage
 from vexora_provider.models import Balance, PayoutQueryError, PayoutStatus
-from vexora_provider.trade_nos import DistinctTradeNos, distinct_trade_nos
+from vexora_provider.trade_nos import DistinctTradeNos
 
 __all__ = ["DEFAULT_CONCURRENCY", "VexoraAsyncSession"]
 
@@ -142,13 +142,20 @@ class VexoraAsyncSession:
         once. Every distinct trade number yields exactly once: a :class:`PayoutStatus` or a
         :class:`PayoutQueryError` (also for an entry that is not a trade number, naming it). Live
         tasks and buffered results stay ``O(concurrency)``: the input is pulled lazily and a slow
-        consumer holds the workers back.
+        consumer holds the workers back; only the set of distinct trade numbers seen (tens of bytes
+        each) grows with the input. ``stats.duplicates`` counts the repeats left out.
 
         Until the session has had its first answer, one trade goes alone: if the credentials are
         wrong (or the certificate untrusted, or the proxy refuses), that costs one or two requests
         instead of one per worker. An error whose permanence is ``connection`` ends the stream by
         raising it, since every remaining trade would fail the same way.
         """
+        if isinstance(trade_nos, str | bytes | bytearray | memoryview | Mapping):
+            # Iterating one would query each character (or byte, or key) as a trade number.
+            raise TypeError(
+                f"trade_nos must be an iterable of trade numbers, not a {type(trade_nos).__name__}; "
+                "pass a list, e.g. [trade_no]"
+            )
         self.lineage.read(self.config.merchant_no)  # once per stream, not per trade
         workers_n = max(1, concurrency or self.concurrency)
         results: asyncio.Queue[object] = asyncio.Queue(maxsize=workers_n)
@@ -159,9 +166,9 @@ class VexoraAsyncSession:
         inbox: asyncio.Queue[object] = asyncio.Queue(maxsize=workers_n)
         pull: Callable[[], object] | None = None
         if isinstance(trade_nos, AsyncIterable):
-            tasks.append(asyncio.create_task(self._feed(trade_nos, inbox, workers_n)))
+            tasks.append(asyncio.create_task(self._feed(trade_nos, inbox, workers_n, self.stats)))
         else:
-            pull = self._sync_taker(distinct_trade_nos(trade_nos))
+            pull = self._sync_taker(self._distinct(trade_nos))
 
         # The queue calls below take their no-wait paths when they can: the same semantics as
         # ``await put()``/``await get()``, without a coroutine per trade (thousands a second).
@@ -236,14 +243,27 @@ class VexoraAsyncSession:
 
         return take
 
+    def _distinct(self, entries: Iterable[object]) -> Iterator[object]:
+        distinct = DistinctTradeNos()
+        for entry in entries:
+            keep, trade_no = distinct.pick(entry)
+            if keep:
+                yield trade_no
+            else:
+                self.stats.duplicates += 1
+
     @staticmethod
-    async def _feed(source: AsyncIterable[str], inbox: asyncio.Queue[object], workers_n: int) -> None:
+    async def _feed(
+        source: AsyncIterable[object], inbox: asyncio.Queue[object], workers_n: int, stats: FetchStats
+    ) -> None:
         try:
             distinct = DistinctTradeNos()
             async for entry in source:
                 keep, trade_no = distinct.pick(entry)
                 if keep:
                     await inbox.put(trade_no)
+                else:
+                    stats.duplicates += 1
         except Exception as exc:
             await inbox.put(_Stop(exc))  # the worker taking it ends the stream with it
         for _ in range(workers_n):

@@ -239,6 +239,14 @@ class CreatePayoutOperator(BaseOperator):
 
     def _check_earlier(self, earlier: str, request: PayoutRequest) -> None:
         """An earlier try worked on another trade number: go on only if that one did not pay."""
+        if earlier != earlier.strip():
+            # Recorded before trade numbers were stripped: the gateway holds it with the spaces,
+            # and a lookup now would strip them and miss it. Never guess with money.
+            raise AirflowFailException(
+                f"an earlier try of this task recorded trade number {earlier!r}, with surrounding "
+                f"whitespace that trade numbers no longer keep; whether that payout exists cannot be "
+                f"checked safely: look it up at Vexora, then clear the task state key {STATE_KEY!r}"
+            )
         found = self.hook.find_payout(earlier)
         if found is not None and found.state is not PayoutState.FAILED:
             raise AirflowFailException(

@@ -128,6 +128,7 @@ class PayoutStatusSensor(LiteralTradeNosRendering, BaseSensorOperator):
         self.max_consecutive_failures = max_consecutive_failures
         self.deferrable = deferrable
         self._watch: PayoutWatch | None = None
+        self._coerced_trade_nos: TradeNos | None = None
 
     @cached_property
     def hook(self) -> VexoraHook:
@@ -154,13 +155,15 @@ class PayoutStatusSensor(LiteralTradeNosRendering, BaseSensorOperator):
 
     def _coerced(self) -> TradeNos:
         """The rendered ``trade_nos`` after the trade-number rule; a mistake fails the task."""
-        try:
-            coerced = coerce_trade_nos(self.trade_nos)
-        except TradeNosError as error:
-            raise AirflowFailException(str(error)) from None
-        if coerced.invalid:
-            raise AirflowFailException(f"trade_nos: {coerced.invalid_summary()}")
-        return coerced
+        if self._coerced_trade_nos is None:  # read once: an XCom sequence is pulled on each pass
+            try:
+                coerced = coerce_trade_nos(self.trade_nos)
+            except TradeNosError as error:
+                raise AirflowFailException(str(error)) from None
+            if coerced.invalid:
+                raise AirflowFailException(f"trade_nos: {coerced.invalid_summary()}")
+            self._coerced_trade_nos = coerced
+        return self._coerced_trade_nos
 
     def _get_watch(self, context: Context) -> PayoutWatch:
         if self._watch is None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -48,6 +49,7 @@ class TestCleanTradeNo:
             (True, "got bool"),
             (2.5, "got float"),
             (["T1"], "got list"),
+            (Decimal("1.5"), "got Decimal"),
         ],
     )
     def test_refuses_naming_the_entry(self, entry: object, cause: str) -> None:
@@ -55,12 +57,18 @@ class TestCleanTradeNo:
             clean_trade_no(entry)
         assert raised.value.permanence == "trade"
 
+    def test_undecodable_bytes_are_named_readably(self) -> None:
+        with pytest.raises(VexoraInvalidTradeNoError) as raised:
+            clean_trade_no(b"\xffP2")
+        assert raised.value.trade_no == "\\xffP2"  # never "b'...'"
+
 
 class TestTradeNos:
     def test_invalid_summary_counts_and_caps(self) -> None:
-        coerced = coerce_trade_nos([None] * 7)
+        coerced = coerce_trade_nos([None, 1.5, 2.5, 3.5, 4.5, 5.5, True])
         summary = coerced.invalid_summary()
         assert summary.startswith("7 entries are not trade numbers: trade 'None': a trade number must be")
+        assert coerced.duplicates == 0
         assert summary.endswith("; and 2 more")
 
     def test_invalid_summary_singular(self) -> None:
@@ -86,6 +94,11 @@ class TestCoerceTradeNos:
             ("[]", TradeNos(())),
             ([], TradeNos(())),
             ([b"T1", 7, "T1"], TradeNos(("T1", "7"), duplicates=1)),
+            (memoryview(b"T1"), TradeNos(("T1",), single=True)),
+            ("[PO-1]", TradeNos(("[PO-1]",), single=True)),  # brackets, but not list text
+            ("(123)", TradeNos(("(123)",), single=True)),
+            ("[1]", TradeNos(("1",))),  # list text: the list
+            ([Decimal("1001.00"), Decimal("1E+3")], TradeNos(("1001", "1000"))),  # NUMERIC columns
         ],
     )
     def test_rule(self, value: object, expected: TradeNos) -> None:
@@ -104,7 +117,7 @@ class TestCoerceTradeNos:
             ("ORD-1, ORD-2", "did you mean a list"),
             ("ORD-1 ORD-2", "did you mean a list"),
             ("A\nB", "did you mean a list"),
-            ("[T1, T2]", "looks like a list but is not one"),
+            ("[T1, T2]", "did you mean a list"),  # not list text: one string, with a space
             ("['T1'", None),  # not list text at all: one trade number
             ("{'T1': 1}", "did you mean a list"),
             ({"T1": 1}, "not a mapping"),
@@ -121,6 +134,11 @@ class TestCoerceTradeNos:
             return
         with pytest.raises(TradeNosError, match=match):
             coerce_trade_nos(value)
+
+    def test_repeated_entries_that_are_not_trade_numbers_are_recorded_once(self) -> None:
+        coerced = coerce_trade_nos(["A", None, None, "", "", Decimal("1.5")])
+        assert [i.entry for i in coerced.invalid] == ["None", "", "Decimal('1.5')"]
+        assert coerced.duplicates == 2
 
     def test_names_the_argument(self) -> None:
         with pytest.raises(TradeNosError, match=r"^trade_nos_sql "):
@@ -170,6 +188,11 @@ class TestRefuseLiteralMistakes:
     )
     def test_accepts(self, value: object) -> None:
         refuse_literal_mistakes(value, param="trade_nos")
+
+    def test_leaves_iterators_unused(self) -> None:
+        entries = iter(["A", "B"])
+        refuse_literal_mistakes(entries, param="trade_nos")
+        assert list(entries) == ["A", "B"]
 
     def test_leaves_values_resolved_at_run_time(self) -> None:
         class Resolvable:

@@ -10,7 +10,7 @@ import pytest
 from vexora_provider.config import VexoraConfig
 from vexora_provider.exceptions import Permanence, VexoraBudgetError
 from vexora_provider.hooks._budget import BudgetPlan
-from vexora_provider.hooks._budget_redis import BUDGET_EXTRA, async_budget, sync_budget
+from vexora_provider.hooks._budget_redis import BUDGET_EXTRA, async_budget, storage_errors, sync_budget
 
 
 def plan(port: int) -> BudgetPlan:
@@ -50,3 +50,29 @@ class TestWithoutTheBudgetExtra:
         with pytest.raises(VexoraBudgetError) as raised:
             asyncio.run(main())
         self.check(raised.value)
+
+
+class TestStorageErrors:
+    @pytest.mark.parametrize(
+        ("error", "outage"),
+        [
+            ("ConnectionError", True),
+            ("TimeoutError", True),
+            ("BusyLoadingError", True),  # Redis restarting
+            ("ReadOnlyError", True),  # a replica during failover
+            ("TryAgainError", True),
+            ("MasterDownError", True),
+            ("AuthenticationError", False),  # a refused password
+            ("ResponseError", False),  # a refused command
+        ],
+    )
+    def test_an_outage_keeps_the_task_retries_a_refusal_does_not(self, error: str, outage: bool) -> None:
+        import limits.errors
+        import redis.exceptions
+
+        raised = getattr(redis.exceptions, error)("boom")
+        for exc in (raised, limits.errors.StorageError(raised)):  # limits wraps the client's error
+            with pytest.raises(VexoraBudgetError) as caught, storage_errors(plan(6379), "taking a slot"):
+                raise exc
+            assert (caught.value.outage, caught.value.task_retryable) == (outage, outage)
+            assert caught.value.permanence is Permanence.CONNECTION  # the call stops at once either way

@@ -93,6 +93,15 @@ class TestVexoraAsyncSession:
         assert clock.now >= 1030.0
 
     @pytest.mark.anyio
+    @pytest.mark.parametrize("value", ["PO-1", b"PO-1", {"PO-1": 1}], ids=["str", "bytes", "dict"])
+    async def test_stream_refuses_what_it_would_iterate_wrongly(
+        self, hook: VexoraHook, gateway: ScriptedGateway, value: Any
+    ) -> None:
+        with pytest.raises(TypeError, match="pass a list"):
+            [r async for r in hook.astream_payout_statuses(value)]
+        assert gateway.requests == []
+
+    @pytest.mark.anyio
     async def test_stream_each_trade_once(self, hook: VexoraHook, gateway: ScriptedGateway) -> None:
         gateway.script["T3"] = [httpx.Response(404)]
         gateway.script["T4"] = [envelope("8000", "query failed")] * 4
@@ -107,6 +116,7 @@ class TestVexoraAsyncSession:
         assert errors["T4"].attempts == 4
         assert errors[""].attempts == 0
         assert isinstance(errors["x" * 40].error, VexoraInvalidTradeNoError)
+        assert stats.duplicates == 2
         assert stats.requested == 52
         assert stats.succeeded == 52 - 4
         assert stats.failed == 4

@@ -354,6 +354,13 @@ class TestCreatePayoutOperator:
             assert store[STATE_KEY]["trade_no"] == "PO-OLD"
         assert vexora.asked[0] == ("find", "PO-OLD")
 
+    def test_an_earlier_trade_number_with_spaces_is_never_guessed(self, vexora: FakeVexora) -> None:
+        # Recorded by a version that sent trade numbers unstripped: a lookup now would miss it.
+        store = Store({STATE_KEY: {"trade_no": " PO-OLD ", "amount": "150.00"}})
+        with pytest.raises(AirflowFailException, match=r"' PO-OLD '.*cannot be\s+checked safely"):
+            run(vexora, context(vexora, store=store), trade_no="PO-NEW")
+        assert vexora.asked == []  # nothing looked up, nothing created
+
     def test_without_a_task_state_store_the_trade_number_still_guards(
         self, vexora: FakeVexora, capsys: pytest.CaptureFixture[str]
     ) -> None:

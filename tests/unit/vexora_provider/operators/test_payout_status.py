@@ -293,14 +293,14 @@ class TestPayoutStatusToSqlOperator:
     def test_trade_nos_sql_bytes_are_decoded_or_recorded(self, warehouse: Path) -> None:
         with sqlite3.connect(warehouse) as conn:
             conn.execute("CREATE TABLE payouts (trade_no BLOB)")
-            conn.executemany("INSERT INTO payouts VALUES (?)", [(b"P1",), (b"\xffP2",), (42,)])
+            conn.executemany("INSERT INTO payouts VALUES (?)", [(b"P1",), (b"\xffP2",), (42,), (b"\xffP2",)])
         hook = FakeHook()
         summary = make(hook, trade_nos_sql="SELECT trade_no FROM payouts", max_failed_ratio=1).execute({})
-        assert (summary["loaded"], summary["failed"]) == (2, 1)
+        assert (summary["loaded"], summary["failed"], summary["duplicates"]) == (2, 1, 1)
         assert sorted(hook.session.asked) == ["42", "P1"]  # never "b'P1'"
         assert [r[1] for r in rows(warehouse)] == ["42", "P1"]
         errors = rows(warehouse, "vexora_payout_status_errors")
-        assert [(e[1], e[2]) for e in errors] == [("b'\\xffP2'", "VexoraInvalidTradeNoError")]
+        assert [(e[1], e[2]) for e in errors] == [("\\xffP2", "VexoraInvalidTradeNoError")]  # escaped
         assert "UTF-8" in errors[0][3]
 
     def test_schema_qualified_table_and_no_create(self, warehouse: Path) -> None:

@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -266,7 +267,7 @@ class TestPayoutStatusSensor:
             (["T1", "X" * 33], "at most 32"),
             ({"T1": 1}, "mapping"),
             (2.5, "not float"),
-            ("[T1, T2]", "looks like a list"),
+            ("[T1, T2]", "did you mean a list"),
         ],
     )
     def test_mistakes_are_refused_when_the_dag_is_parsed(self, value: object, match: str) -> None:
@@ -286,6 +287,25 @@ class TestPayoutStatusSensor:
         sensor.trade_nos = value  # what rendering gave
         with pytest.raises(AirflowFailException, match=match):
             sensor.execute({})  # type: ignore[arg-type]
+
+    @pytest.mark.filterwarnings(
+        "default::vexora_provider.exceptions.VexoraDeprecationWarning",
+        "ignore:PayoutStatusSensor\\(trade_no:UserWarning",  # the DagBag's own echo of it
+    )
+    def test_the_deprecation_shows_when_airflow_parses_the_dag(self, tmp_path: Path) -> None:
+        from airflow.dag_processing.dagbag import DagBag
+
+        dag_file = tmp_path / "old_dag.py"
+        dag_file.write_text(
+            "from airflow.sdk import DAG\n"
+            "from vexora_provider.sensors.payout_status import PayoutStatusSensor\n"
+            "with DAG('old', schedule=None):\n"
+            "    PayoutStatusSensor(task_id='wait', trade_no='T1')\n"
+        )
+        bag = DagBag(dag_folder=str(tmp_path))
+        assert bag.import_errors == {}
+        (warning,) = bag.captured_warnings[str(dag_file)]
+        assert warning.startswith(f"{dag_file}:4: vexora_provider.exceptions.VexoraDeprecationWarning: ")
 
     def test_trade_no_is_a_deprecated_alias(self) -> None:
         with pytest.warns(VexoraDeprecationWarning, match="use trade_nos") as caught:
