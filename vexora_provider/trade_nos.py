@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from vexora_provider.exceptions import VexoraInvalidTradeNoError
 
 if TYPE_CHECKING:
@@ -52,10 +54,14 @@ _LIST_BRACKETS = (("[", "]"), ("(", ")"))
 _SHOWN = 5
 
 
-class TradeNosError(ValueError):
+class TradeNosError(ValueError, AirflowFailException):
     """
     A trade-numbers argument that is not trade numbers as a whole (the wrong type, a string that
-    looks like several trade numbers, list text that does not parse).
+    looks like several trade numbers).
+
+    A ``ValueError``, so a DAG file that passes one shows an import error; also an
+    ``AirflowFailException``, so where Airflow builds the task at run time (a mapped task's
+    ``expand`` values) it fails without retries: the same input fails every try.
 
     :param message: what is wrong and how to pass it instead.
     """

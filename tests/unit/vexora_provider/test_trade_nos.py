@@ -4,6 +4,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from vexora_provider.exceptions import VexoraInvalidTradeNoError
 from vexora_provider.trade_nos import (
@@ -139,6 +140,10 @@ class TestCoerceTradeNos:
         coerced = coerce_trade_nos(["A", None, None, "", "", Decimal("1.5")])
         assert [i.entry for i in coerced.invalid] == ["None", "", "Decimal('1.5')"]
         assert coerced.duplicates == 2
+
+    def test_the_error_fails_a_task_without_retries(self) -> None:
+        with pytest.raises(AirflowFailException):
+            coerce_trade_nos("A,B")
 
     def test_names_the_argument(self) -> None:
         with pytest.raises(TradeNosError, match=r"^trade_nos_sql "):
