@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -84,7 +84,6 @@ class SyncCounters:
     :param reversals: final states replaced by a different final state (each logged as a warning).
     :param batches: batches committed.
     :param by_state: loaded rows per state.
-    :param failed_sample: the first few failed trade numbers (the full list is the errors table).
     :param failures: the first ``FAILURE_DETAIL_LIMIT`` failed trades with their causes.
     :param started_at: ``time.monotonic()`` when the sync started.
     """
@@ -100,20 +99,19 @@ class SyncCounters:
     reversals: int = 0
     batches: int = 0
     by_state: Counter[str] = field(default_factory=Counter)
-    failed_sample: list[str] = field(default_factory=list)
     failures: list[FailedTrade] = field(default_factory=list)
     started_at: float = field(default_factory=time.monotonic)
 
-    def note_failure(self, trade_no: object) -> None:
-        """Count a failed trade and keep it in the sample while the sample has room."""
-        self.failed += 1
-        if len(self.failed_sample) < FAILED_SAMPLE_SIZE:
-            self.failed_sample.append(str(trade_no))
-
-    def note_causes(self, rows: Iterable[ErrorRow]) -> None:
-        """Keep failed trades with their causes while there is room (memory stays bounded)."""
+    def note_failures(self, rows: Sequence[ErrorRow]) -> None:
+        """Count recorded failures; keep the first ones with their causes (memory stays bounded)."""
+        self.failed += len(rows)
         for row in islice(rows, max(0, FAILURE_DETAIL_LIMIT - len(self.failures))):
             self.failures.append(FailedTrade(row.trade_no, row.error_type, row.error))
+
+    @property
+    def failed_sample(self) -> list[str]:
+        """The first few failed trade numbers (the full list is the errors table)."""
+        return [f.trade_no for f in self.failures[:FAILED_SAMPLE_SIZE]]
 
     @property
     def elapsed(self) -> float:
@@ -260,6 +258,7 @@ class WarehouseSync:
         statuses: list[StatusRow] = []
         errors: list[ErrorRow] = []
         settled: list[tuple[str, str]] = []
+        unstorable = 0  # of this batch; counted on the database thread once committed
         pending: asyncio.Future[None] | None = None
         writer = self.writer
         now, now_at = datetime.now(UTC), time.monotonic()
@@ -271,7 +270,7 @@ class WarehouseSync:
                 try:
                     statuses.append(writer.adapt_status(status_row(merchant_no, item, now)))
                 except UnstorableValueError as exc:  # one trade's value: record it, never round it
-                    self.counters.unstorable += 1
+                    unstorable += 1
                     error = error_row(
                         merchant_no,
                         item.trade_no,
@@ -287,9 +286,9 @@ class WarehouseSync:
             else:
                 errors.append(writer.adapt_error(query_error_row(merchant_no, item, now)))
             if len(statuses) + len(errors) >= self.batch_size:
-                pending = await self._flush(pending, statuses, errors, settled)
-                statuses, errors, settled = [], [], []
-        pending = await self._flush(pending, statuses, errors, settled)
+                pending = await self._flush(pending, statuses, errors, settled, unstorable)
+                statuses, errors, settled, unstorable = [], [], [], 0
+        pending = await self._flush(pending, statuses, errors, settled, unstorable)
         if pending is not None:
             await pending
 
@@ -299,6 +298,7 @@ class WarehouseSync:
         statuses: list[StatusRow],
         errors: list[ErrorRow],
         settled: list[tuple[str, str]],
+        unstorable: int,
     ) -> asyncio.Future[None] | None:
         # Wait for the previous batch before starting this one: one batch writing, one filling.
         if pending is not None:
@@ -307,26 +307,29 @@ class WarehouseSync:
             return None
         number = self.counters.batches + 1
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._db, self._write, statuses, errors, number, settled)
+        future = loop.run_in_executor(self._db, self._write, statuses, errors, number, settled, unstorable)
         return future
 
     def _write(
-        self, statuses: list[StatusRow], errors: list[ErrorRow], number: int, settled: list[tuple[str, str]]
+        self,
+        statuses: list[StatusRow],
+        errors: list[ErrorRow],
+        number: int,
+        settled: list[tuple[str, str]],
+        unstorable: int,
     ) -> None:
         outcome: BatchOutcome = self.writer.write_batch(statuses, errors, batch=number)
         if self.settled is not None:
-            self.settled.record(settled)
+            refused = set(outcome.refused)  # announce only what the table holds
+            self.settled.record(s for s in settled if s[0] not in refused)
         # Counted only once committed, and on the database thread so a crash never over-reports.
         counters = self.counters
         counters.batches = number
         counters.loaded += outcome.loaded
         counters.by_state.update(outcome.by_state)
-        for trade_no in outcome.failed:
-            counters.note_failure(trade_no)
-        if len(counters.failures) < FAILURE_DETAIL_LIMIT:
-            counters.note_causes(outcome.errors)
+        counters.note_failures(outcome.errors)
         counters.superseded += outcome.superseded
-        counters.unstorable += outcome.unstorable
+        counters.unstorable += unstorable + outcome.unstorable
         counters.reversals += len(outcome.reversals)
         for reversal in outcome.reversals:
             self.log.warning(

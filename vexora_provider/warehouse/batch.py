@@ -50,22 +50,31 @@ class BatchOutcome:
 
     :param loaded: status rows written (the table keeps the newer of these and what it held).
     :param by_state: loaded rows per state.
-    :param failed: trade numbers recorded in the errors table.
-    :param errors: the error rows recorded, in the order of ``failed`` (their causes).
+    :param errors: the error rows recorded (each failed trade, with its cause).
     :param superseded: failures not recorded: the table holds a final status or a newer fetch.
-    :param unstorable: status rows the database refused, recorded as failures instead.
+    :param refused: trade numbers whose status row the database refused (recorded as failures
+        instead, or superseded).
     :param reversals: final states replaced by a different final state.
     :param refusal: the database's reason for the first row it refused.
     """
 
     loaded: int = 0
     by_state: Counter[str] = field(default_factory=Counter)
-    failed: list[str] = field(default_factory=list)
     errors: list[ErrorRow] = field(default_factory=list)
     superseded: int = 0
-    unstorable: int = 0
+    refused: list[str] = field(default_factory=list)
     reversals: list[Reversal] = field(default_factory=list)
     refusal: str = ""
+
+    @property
+    def failed(self) -> list[str]:
+        """The trade numbers recorded in the errors table."""
+        return [e.trade_no for e in self.errors]
+
+    @property
+    def unstorable(self) -> int:
+        """Status rows the database refused."""
+        return len(self.refused)
 
 
 class WarehouseWriter(WriterBase, ABC):
@@ -186,7 +195,7 @@ class WarehouseWriter(WriterBase, ABC):
             if not rows:
                 raise  # one of our own error rows refused: the errors table is wrong, not a trade
             row = rows[0]
-            outcome.unstorable += 1
+            outcome.refused.append(row.trade_no)
             outcome.refusal = outcome.refusal or exc.reason
             failure = error_row(
                 row.merchant_no,
@@ -200,9 +209,7 @@ class WarehouseWriter(WriterBase, ABC):
             return
         outcome.loaded += len(rows)
         outcome.by_state.update(row.state for row in rows)
-        recorded = [e for e in errors if (e.merchant_no, e.trade_no) not in superseded]
-        outcome.failed.extend(e.trade_no for e in recorded)
-        outcome.errors.extend(recorded)
+        outcome.errors.extend(e for e in errors if (e.merchant_no, e.trade_no) not in superseded)
         outcome.superseded += len(superseded)
         outcome.reversals.extend(reversals)
 

@@ -387,6 +387,21 @@ class TestPayoutStatusToSqlOperatorOutlet:
         _, events = run_with_outlets(MerchantHook(answers), [asset], trade_nos=["A", "B"], max_failed_ratio=1)
         assert events[asset].extra["settled"] == [{"trade_no": "B", "state": "success"}]
 
+    def test_a_final_status_the_table_refused_is_not_announced(self, warehouse: Path) -> None:
+        make(FakeHook(), trade_nos=["X"]).execute({})  # creates the table
+        with sqlite3.connect(warehouse) as conn:
+            conn.execute(
+                "CREATE TRIGGER refuse_c BEFORE INSERT ON vexora_payout_status WHEN NEW.trade_no = 'C' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the table'); END"
+            )
+        asset = payouts_asset(MERCHANT)
+        answers = {"A": "success", "C": "failed"}
+        summary, events = run_with_outlets(
+            MerchantHook(answers), [asset], trade_nos=["A", "C"], max_failed_ratio=1
+        )
+        assert (summary["loaded"], summary["unstorable"], summary["failed_sample"]) == (1, 1, ["C"])
+        assert events[asset].extra["settled"] == [{"trade_no": "A", "state": "success"}]
+
     def test_other_outlets_are_left_alone(self, warehouse: Path) -> None:
         other = Asset(name="report", uri="s3://bucket/report")
         _, events = run_with_outlets(FakeHook(), [other], trade_nos=["A"])

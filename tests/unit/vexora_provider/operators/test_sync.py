@@ -3,14 +3,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 
 import pytest
 
-from tests.unit.vexora_provider.operators._fakes import FakeHook, failure
+from tests.unit.vexora_provider.operators._fakes import MERCHANT, FakeHook, failure
 from vexora_provider.operators._sync import FAILED_SAMPLE_SIZE, WarehouseSync
-from vexora_provider.warehouse import BatchOutcome, Reversal, WarehouseError
+from vexora_provider.warehouse import BatchOutcome, Reversal, WarehouseError, error_row
 
 
 class StubWriter:
@@ -51,7 +52,7 @@ class StubWriter:
         return BatchOutcome(
             loaded=len(statuses),
             by_state=Counter(row.state for row in statuses),
-            failed=[row.trade_no for row in errors],
+            errors=list(errors),
         )
 
     def close(self) -> None:
@@ -128,9 +129,13 @@ class TestWarehouseSync:
                 return BatchOutcome(
                     loaded=len(statuses) - 1,
                     by_state=Counter({"success": len(statuses) - 1}),
-                    failed=["T0"],
+                    errors=[
+                        error_row(
+                            MERCHANT, "T0", error_type="X", error="x", attempts=1, failed_at=datetime.now(UTC)
+                        )
+                    ],
                     superseded=2,
-                    unstorable=1,
+                    refused=["T0"],
                     reversals=[Reversal("T1", "success", "failed")],
                 )
 
