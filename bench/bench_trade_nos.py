@@ -6,7 +6,7 @@ a hundred with surrounding whitespace):
 - ``naive``: ``list(dict.fromkeys(trade_nos))`` -- de-duplication with no cleaning or checks;
 - ``rule``: :func:`vexora_provider.trade_nos.coerce_trade_nos` -- what the sensor and the sync
   read their input with (strip, decode, check each entry, keep each trade once);
-- ``stream``: :func:`vexora_provider.trade_nos.distinct_trade_nos` over the rule's output --
+- ``stream``: :meth:`vexora_provider.trade_nos.DistinctTradeNos.pick` over the rule's output --
   what the hook's bulk stream applies again, per trade, as it pulls its input.
 
 Prints medians over ``--runs`` and the cost of ``rule + stream`` per 10,000 trades, to set
@@ -24,7 +24,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from vexora_provider.trade_nos import coerce_trade_nos, distinct_trade_nos
+from vexora_provider.trade_nos import DistinctTradeNos, coerce_trade_nos
 
 
 def inputs(n: int) -> list[str]:
@@ -34,6 +34,11 @@ def inputs(n: int) -> list[str]:
     for i in range(5, n, 100):
         values[i] = f" {values[i]} "
     return values
+
+
+def stream_pass(trade_nos: list[str]) -> list[object]:
+    distinct = DistinctTradeNos()
+    return [value for keep, value in map(distinct.pick, trade_nos) if keep]
 
 
 def timed(run: Callable[[], object]) -> float:
@@ -53,7 +58,7 @@ def main() -> None:
     for _ in range(args.runs):
         times["naive"].append(timed(lambda: list(dict.fromkeys(values))))
         times["rule"].append(timed(lambda: coerce_trade_nos(values)))
-        times["stream"].append(timed(lambda: list(distinct_trade_nos(clean))))
+        times["stream"].append(timed(lambda: stream_pass(clean)))
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"N={args.n} runs={args.runs} load1={os.getloadavg()[0]:.2f}")
     for name, seconds in med.items():

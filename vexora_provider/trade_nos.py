@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from airflow.sdk.exceptions import AirflowFailException
 
 from vexora_provider.exceptions import VexoraInvalidTradeNoError
+from vexora_provider.models import show
 
 if TYPE_CHECKING:
     import jinja2
@@ -41,7 +42,6 @@ __all__ = [
     "TradeNosError",
     "clean_trade_no",
     "coerce_trade_nos",
-    "distinct_trade_nos",
     "is_template",
     "literal_trade_nos",
     "refuse_literal_mistakes",
@@ -107,7 +107,7 @@ def validate_trade_no(trade_no: object) -> str:
     """Return ``trade_no`` if it is a string of 1-32 printable characters, else raise."""
     if not isinstance(trade_no, str):
         raise VexoraInvalidTradeNoError(
-            f"a trade number must be a string, got {type(trade_no).__name__}", trade_no=_shown(trade_no)
+            f"a trade number must be a string, got {type(trade_no).__name__}", trade_no=show(trade_no)
         )
     if not trade_no.strip():
         raise VexoraInvalidTradeNoError("a trade number must not be empty or blank", trade_no=trade_no)
@@ -164,9 +164,9 @@ def coerce_trade_nos(value: object, *, param: str = "trade_nos") -> TradeNos:
         try:
             value = bytes(value).decode("utf-8")
         except UnicodeDecodeError:
-            raise TradeNosError(f"{param} is bytes that are not UTF-8: {_shown(value)}") from None
+            raise TradeNosError(f"{param} is bytes that are not UTF-8: {show(value)}") from None
     if isinstance(value, str):
-        listed = _list_text(value, param)
+        listed = _list_text(value)
         if listed is None:
             return TradeNos((_clean_or_raise(_one_string(value, param), param),), single=True)
         value = listed
@@ -208,12 +208,11 @@ class DistinctTradeNos:
     Lets each trade number of a stream through once, cleaned; entries that are not trade numbers
     pass as given, for the caller to report when it tries them.
 
-    For streams of unknown length (the hook's bulk API); :attr:`repeats` counts what was held back.
+    For streams of unknown length (the hook's bulk API).
     """
 
     def __init__(self) -> None:
         self._seen: set[str] = set()
-        self.repeats = 0
 
     def pick(self, entry: object) -> tuple[bool, object]:
         """Return whether to take ``entry``, and what to take: the clean trade number or the entry."""
@@ -222,19 +221,9 @@ class DistinctTradeNos:
         except VexoraInvalidTradeNoError:
             return True, entry
         if trade_no in self._seen:
-            self.repeats += 1
             return False, trade_no
         self._seen.add(trade_no)
         return True, trade_no
-
-
-def distinct_trade_nos(entries: Iterable[object]) -> Iterator[object]:
-    """Yield what :class:`DistinctTradeNos` takes from ``entries``."""
-    distinct = DistinctTradeNos()
-    for entry in entries:
-        keep, value = distinct.pick(entry)
-        if keep:
-            yield value
 
 
 class LiteralTradeNosRendering:
@@ -291,12 +280,14 @@ def refuse_literal_mistakes(value: object, *, param: str, entries: bool = True) 
         is_template(v) or hasattr(v, "resolve") for v in value
     ):
         return
+    if not entries and isinstance(value, list | tuple | set | frozenset):
+        return  # a collection is never wrong as a whole; its entries are judged at run time
     coerced = coerce_trade_nos(value, param=param)
     if entries and coerced.invalid:
         raise TradeNosError(f"{param}: {coerced.invalid_summary()}")
 
 
-def _list_text(value: str, param: str) -> list[object] | None:
+def _list_text(value: str) -> list[object] | None:
     """A list rendered to text (``"['A', 'B']"``, JSON too) as that list; ``None`` for other text.
 
     Text in brackets that does not parse as a list or tuple (``"[PO-1]"``, ``"(123)"``) is one
@@ -318,12 +309,7 @@ def _one_string(value: str, param: str) -> str:
         parts = [p for p in text.replace(",", " ").split() if p]
         suggestion = repr(parts[:3] + (["…"] if len(parts) > 3 else []))
         raise TradeNosError(
-            f"{param} {_shown(value)} is one string holding several trade numbers; "
+            f"{param} {show(value)} is one string holding several trade numbers; "
             f"did you mean a list? e.g. {param}={suggestion}"
         )
     return text
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk import BaseHook, BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
 from vexora_provider._text import count
 from vexora_provider.assets import merchant_of
@@ -17,7 +17,6 @@ from vexora_provider.operators._settled import SETTLED_LIMIT, SettledTrades
 from vexora_provider.operators._sync import SyncCounters, WarehouseSync
 from vexora_provider.trade_nos import (
     LiteralTradeNosRendering,
-    TradeNosError,
     is_template,
     refuse_literal_mistakes,
 )
@@ -164,10 +163,8 @@ class PayoutStatusToSqlOperator(LiteralTradeNosRendering, BaseOperator):
             settled=SettledTrades(limit=SETTLED_LIMIT) if announce else None,
         )
         self._last_sync = (sync, table)
-        try:
-            counters = sync.run(trade_nos=self.trade_nos, trade_nos_sql=self.trade_nos_sql)
-        except TradeNosError as error:
-            raise AirflowFailException(str(error)) from None  # the same input fails every try
+        # A TradeNosError (an AirflowFailException) fails the task without retries.
+        counters = sync.run(trade_nos=self.trade_nos, trade_nos_sql=self.trade_nos_sql)
         summary = _summary(counters, sync, table)
         if sync.settled is not None:
             for asset in announce:

@@ -31,7 +31,6 @@ from vexora_provider.policy import (
 from vexora_provider.trade_nos import (
     LiteralTradeNosRendering,
     TradeNos,
-    TradeNosError,
     coerce_trade_nos,
     refuse_literal_mistakes,
 )
@@ -156,10 +155,7 @@ class PayoutStatusSensor(LiteralTradeNosRendering, BaseSensorOperator):
     def _coerced(self) -> TradeNos:
         """The rendered ``trade_nos`` after the trade-number rule; a mistake fails the task."""
         if self._coerced_trade_nos is None:  # read once: an XCom sequence is pulled on each pass
-            try:
-                coerced = coerce_trade_nos(self.trade_nos)
-            except TradeNosError as error:
-                raise AirflowFailException(str(error)) from None
+            coerced = coerce_trade_nos(self.trade_nos)  # TradeNosError fails the task, no retries
             if coerced.invalid:
                 raise AirflowFailException(f"trade_nos: {coerced.invalid_summary()}")
             self._coerced_trade_nos = coerced

@@ -14,7 +14,6 @@ from vexora_provider.trade_nos import (
     TradeNosError,
     clean_trade_no,
     coerce_trade_nos,
-    distinct_trade_nos,
     literal_trade_nos,
     refuse_literal_mistakes,
 )
@@ -156,13 +155,17 @@ class TestCoerceTradeNos:
 
 class TestDistinctTradeNos:
     def test_each_trade_once_cleaned_and_invalid_entries_passed_on(self) -> None:
-        entries: list[Any] = ["A", " A", b"B", None, "B", "", 3]
-        assert list(distinct_trade_nos(entries)) == ["A", "B", None, "", "3"]
-
-    def test_counts_repeats(self) -> None:
         distinct = DistinctTradeNos()
-        assert [distinct.pick(e) for e in ["A", "A ", "B"]] == [(True, "A"), (False, "A"), (True, "B")]
-        assert distinct.repeats == 1
+        entries: list[Any] = ["A", " A", b"B", None, "B", "", 3]
+        assert [distinct.pick(e) for e in entries] == [
+            (True, "A"),
+            (False, "A"),
+            (True, "B"),
+            (True, None),
+            (False, "B"),
+            (True, ""),
+            (True, "3"),
+        ]
 
 
 class TestLiteralTradeNos:
