@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from urllib.parse import SplitResult, quote, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, quote, unquote, urlsplit
 
 import httpx
 
@@ -187,7 +187,10 @@ def parse_storage(text: str) -> StorageURL:
         raise VexoraConfigError(
             f"extra budget_storage must be a redis://, rediss:// or unix:// URL (got {shown}), {example}"
         )
-    password = unquote(parts.password) if parts.password else None
+    # The Redis client also takes the password from the query (the usual way for unix sockets).
+    password = (
+        unquote(parts.password) if parts.password else parse_qs(parts.query).get("password", [None])[-1]
+    )
     if scheme == "unix":
         if not parts.path:
             raise VexoraConfigError(

@@ -130,8 +130,8 @@ def storage_errors(plan: BudgetPlan, doing: str) -> Iterator[None]:
     """Turn the Redis client's errors into :class:`VexoraBudgetError` naming ``budget_storage``."""
     global _errors
     if not _errors:
-        redis, limits = _libraries()
-        _errors = (redis.RedisError, limits.errors.StorageError, OSError)
+        redis, _ = _libraries()
+        _errors = (redis.RedisError, OSError)  # limits passes the client's errors through
     try:
         yield
     except _errors as exc:
@@ -148,7 +148,6 @@ def storage_errors(plan: BudgetPlan, doing: str) -> Iterator[None]:
 def _is_outage(exc: BaseException) -> bool:
     """Whether the storage failed to answer (it may be back soon), not refused us (a setting)."""
     redis, _ = _libraries()
-    exc = getattr(exc, "storage_error", exc)  # limits wraps the client's error
     failing_over = (
         redis.exceptions.BusyLoadingError,
         redis.exceptions.ReadOnlyError,
