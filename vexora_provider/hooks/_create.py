@@ -49,7 +49,6 @@ from vexora_provider.hooks import _retry
 from vexora_provider.hooks._driver import Call, Driver, RetryRule, Wait
 from vexora_provider.hooks._protocol import (
     DISBURSEMENTS_PATH,
-    PAYOUT_STATUS_PATH,
     UNSENT_KINDS,
     clean_trade_no,
     read_created,
@@ -129,14 +128,7 @@ def never_reached_gateway(error: VexoraError) -> bool:
 
 def lookup_call(driver: Driver, trade_no: str) -> Call[PayoutStatus | None]:
     """The status query that tells "this payout exists" from "no such payout" (``None``)."""
-    config = driver.config
-    return Call(
-        PAYOUT_STATUS_PATH,
-        {"tradeNo": trade_no},
-        lambda answer: read_lookup(answer, trade_no, config),
-        trade_no,
-        driver.rule,
-    )
+    return driver.query_call(trade_no, read_lookup)
 
 
 def _create_call(driver: Driver, request: PayoutRequest) -> Call[PayoutStatus]:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import Generic, NoReturn, TypeVar
 
 from vexora_provider._urls import ProxyURL
 from vexora_provider.config import VexoraConfig
@@ -158,11 +158,15 @@ class Driver:
 
     def status_call(self, trade_no: str) -> Call[PayoutStatus]:
         """The ``queryPayOutResult`` call for a validated trade number."""
+        return self.query_call(trade_no, read_status)
+
+    def query_call(self, trade_no: str, read: Callable[[Answer, str, VexoraConfig], T]) -> Call[T]:
+        """A ``queryPayOutResult`` call whose answer ``read`` turns into its result."""
         config = self.config
         return Call(
             PAYOUT_STATUS_PATH,
             {"tradeNo": trade_no},
-            lambda answer: read_status(answer, trade_no, config),
+            lambda answer: read(answer, trade_no, config),
             trade_no,
             self.rule,
         )
@@ -207,11 +211,7 @@ class Driver:
         while True:
             if self.refusal is not None:
                 # Known wrong credentials: every later call fails at once, without a request.
-                error: VexoraError = self._refused(call.trade_no)
-                error.attempts = attempt
-                if call.counted:
-                    stats.failed += 1
-                raise error
+                self._give_up(self._refused(call.trade_no), attempt, call)
             attempt += 1
             try:
                 try:
@@ -251,7 +251,7 @@ class Driver:
             and self.credentials is Credentials.UNKNOWN
         )
 
-    def _give_up(self, error: VexoraError, attempt: int, call: Call[T]) -> None:
+    def _give_up(self, error: VexoraError, attempt: int, call: Call[T]) -> NoReturn:
         error.attempts = attempt
         if call.counted:
             self.stats.failed += 1

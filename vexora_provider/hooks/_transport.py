@@ -172,6 +172,17 @@ def httpx_client(
     )
 
 
+def httpx_async_client(config: VexoraConfig, transport: httpx.AsyncBaseTransport) -> httpx.AsyncClient:
+    """The async client over an injected transport, with the same headers and timeouts as the sync one."""
+    return httpx.AsyncClient(
+        transport=BorrowedAsyncTransport(transport),
+        timeout=httpx_timeout(config),
+        headers=request_headers(config),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
 class HttpxAsyncSender:
     """
     Send through an ``httpx.AsyncClient`` over an injected transport (tests, the simulator).

@@ -21,7 +21,6 @@ from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException
 
 from vexora_provider.config import VexoraConfig
-from vexora_provider.exceptions import VexoraError
 from vexora_provider.hooks import _retry
 from vexora_provider.hooks._budget import BudgetPlan
 from vexora_provider.hooks._budget_redis import async_budget, sync_budget
@@ -34,18 +33,16 @@ from vexora_provider.hooks._protocol import (
     PAYOUT_STATUS_PATH,
     FetchStats,
     clean_trade_no,
-    request_headers,
     validate_trade_no,
 )
 from vexora_provider.hooks._runners import SyncRunner
 from vexora_provider.hooks._session import DEFAULT_CONCURRENCY, VexoraAsyncSession
 from vexora_provider.hooks._transport import (
     AiohttpSender,
-    BorrowedAsyncTransport,
     HttpxAsyncSender,
     HttpxSender,
+    httpx_async_client,
     httpx_client,
-    httpx_timeout,
     shared_aiohttp_sender,
 )
 from vexora_provider.lineage.hook import PayoutsLineage
@@ -281,9 +278,7 @@ class VexoraHook(BaseHook):
                 runner = SyncRunner(driver, HttpxSender(client, config), _retry.RateLimiter(None))
                 # One try: a test must answer within the UI's patience, and says what failed.
                 runner.run(driver.balance_call(rule=RetryRule(max_attempts=1)))
-        except VexoraError as err:
-            return False, f"{type(err).__name__}: {err}"
-        except AirflowException as exc:  # e.g. the connection does not exist
+        except AirflowException as exc:  # a VexoraError, or e.g. the connection does not exist
             return False, f"{type(exc).__name__}: {exc}"
         except Exception as exc:
             # Unexpected: its text is not ours, so it is not repeated (it could hold anything).
@@ -333,13 +328,7 @@ class VexoraHook(BaseHook):
         async with AsyncExitStack() as stack:
             send: HttpxAsyncSender | AiohttpSender
             if self._async_transport is not None:
-                client = httpx.AsyncClient(
-                    transport=BorrowedAsyncTransport(self._async_transport),
-                    timeout=httpx_timeout(config),
-                    headers=request_headers(config),
-                    follow_redirects=False,
-                    trust_env=False,
-                )
+                client = httpx_async_client(config, self._async_transport)
                 stack.push_async_callback(client.aclose)
                 send, proxy = HttpxAsyncSender(client, config), None
             elif share_pool:
