@@ -13,12 +13,16 @@ import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vexora_provider._urls import ProxyURL, StorageURL, base_url_from_fields, parse_proxy, parse_storage
 from vexora_provider.exceptions import VexoraConfigError
 from vexora_provider.models import StatusMap
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
 
 __all__ = [
     "EXTRA_KEYS",
@@ -292,6 +296,19 @@ class VexoraConfig:
     timezone_from_extra: bool = False
     budget_storage: StorageURL | None = None
     max_in_flight: int | None = None
+
+    @classmethod
+    def from_connection(cls, conn: Connection, conn_id: str) -> VexoraConfig:
+        """Validate an Airflow connection's fields (the raw extra text: malformed JSON is an error)."""
+        return cls.from_connection_fields(
+            host=conn.host,
+            port=conn.port,
+            schema=conn.schema,
+            login=conn.login,
+            password=conn.password,
+            extra=conn.extra,
+            conn_id=conn_id,
+        )
 
     @classmethod
     def from_connection_fields(

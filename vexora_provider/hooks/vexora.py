@@ -113,16 +113,7 @@ class VexoraHook(BaseHook):
         return f"{type(self).__name__}(vexora_conn_id={self.vexora_conn_id!r})"
 
     def _config_from(self, conn: Connection) -> VexoraConfig:
-        return VexoraConfig.from_connection_fields(
-            host=conn.host,
-            port=conn.port,
-            schema=conn.schema,
-            login=conn.login,
-            password=conn.password,
-            # The raw text, not extra_dejson: malformed JSON must be an error, not ``{}``.
-            extra=conn.extra,
-            conn_id=self.vexora_conn_id,
-        )
+        return VexoraConfig.from_connection(conn, self.vexora_conn_id)
 
     @cached_property
     def config(self) -> VexoraConfig:

@@ -29,7 +29,6 @@ from typing import Any, Protocol
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
-from airflow.sdk.plugins_manager import AirflowPlugin
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
@@ -37,17 +36,16 @@ from starlette.concurrency import run_in_threadpool
 from vexora_provider.assets import is_announced, settlement_extra
 from vexora_provider.config import VexoraConfig
 from vexora_provider.exceptions import VexoraError
-from vexora_provider.hooks.vexora import VexoraHook, validate_trade_no
 from vexora_provider.models import PayoutStatus, parse_payout_status
 from vexora_provider.plugins._events import AirflowEventSink, Recorded
 from vexora_provider.signing import SIGN_FIELD, verify
+from vexora_provider.trade_nos import validate_trade_no
 
 __all__ = [
     "MAX_BODY_BYTES",
     "CallbackRefused",
     "ConnectionCache",
     "EventSink",
-    "VexoraCallbackPlugin",
     "create_app",
     "read_callback",
 ]
@@ -102,7 +100,7 @@ def load_connection(conn_id: str) -> VexoraConfig | None:
     if conn.conn_type != "vexora":
         return None  # never verify with another system's password
     try:
-        return VexoraHook(conn_id).config
+        return VexoraConfig.from_connection(conn, conn_id)  # the connection read above, once
     except VexoraError as exc:
         log.warning("Vexora connection %r cannot check callbacks: %s", conn_id, exc)
         return None
@@ -291,10 +289,3 @@ def create_app(*, sink: EventSink | None = None, connections: ConnectionCache | 
             return _answer(500)
 
     return app
-
-
-class VexoraCallbackPlugin(AirflowPlugin):
-    """Mounts the Vexora callback receiver on the API server at ``/vexora``."""
-
-    name = "vexora_callbacks"
-    fastapi_apps = [{"app": create_app(), "url_prefix": "/vexora", "name": "Vexora callbacks"}]
