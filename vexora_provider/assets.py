@@ -157,9 +157,11 @@ def event_key(status: PayoutStatus) -> str:
     The part of a settlement that makes it distinct for one trade: the final state, or
     ``unknown-<code>`` for an undocumented code (so a later real final state is a new event).
     """
-    if status.state is PayoutState.UNKNOWN:
-        return f"unknown-{status.status_code}"
-    return status.state.value
+    return _event_key(status.state.value, status.status_code)
+
+
+def _event_key(state: str, status_code: object) -> str:
+    return f"unknown-{status_code}" if state == PayoutState.UNKNOWN.value else state
 
 
 def callback_marker_key(status: PayoutStatus) -> str:
@@ -247,7 +249,7 @@ def settlements_from_events(events: Iterable[Any]) -> list[dict[str, Any]]:
             continue
         for item in found:
             state = str(item["state"])
-            key = (str(item["trade_no"]), f"unknown-{item['status_code']}" if state == "unknown" else state)
+            key = (str(item["trade_no"]), _event_key(state, item["status_code"]))
             if key not in seen:
                 seen.add(key)
                 result.append(item)

@@ -31,9 +31,10 @@ from vexora_provider.assets import (
     settlement_extra,
 )
 from vexora_provider.hooks.vexora import VexoraHook
-from vexora_provider.models import TERMINAL_STATES, PayoutQueryError, PayoutStatus
+from vexora_provider.models import PayoutQueryError, PayoutStatus
 from vexora_provider.operators.payout_status import DEFAULT_TABLE
 from vexora_provider.warehouse import TableName, writer_for
+from vexora_provider.warehouse.rows import is_final
 
 if TYPE_CHECKING:
     from vexora_provider.hooks.vexora import VexoraAsyncSession
@@ -45,7 +46,6 @@ DEFAULT_MAX_REMEMBERED = 1000
 #: Seconds between yielding events and saving them as announced. The triggerer persists a yielded
 #: event a second or two later; saving sooner could mark an event announced that a crash then loses.
 PERSIST_DELAY = 5.0
-_FINAL_KEYS = frozenset(s.value for s in TERMINAL_STATES)
 
 # Looked up at call time, so tests drive many polls without waiting.
 sleep = asyncio.sleep
@@ -79,7 +79,7 @@ class PollMemory:
 
     def is_final(self, trade_no: str) -> bool:
         """Whether the trade was announced in a final state (it cannot change any more)."""
-        return self.trades.get(trade_no) in _FINAL_KEYS
+        return is_final(self.trades.get(trade_no))
 
     def remember(self, trade_no: str, key: str) -> None:
         """Record an announcement (newest last)."""
@@ -172,15 +172,11 @@ class PayoutSettledTrigger(BaseEventTrigger):
         hook = BaseHook.get_connection(self.sql_conn_id).get_hook()  # type: ignore[no-untyped-call]
         if not isinstance(hook, DbApiHook):
             raise TypeError(f"connection {self.sql_conn_id!r} gives a {type(hook).__name__}, not a DbApiHook")
-        hook.log_sql = False  # one identical statement per poll: not worth a log line each time
-        writer = writer_for(hook, TableName.parse(self.table))  # only for the dialect's quoting
-        q, mark = writer.quote, hook.placeholder
-        finals = sorted(_FINAL_KEYS)
-        sql = (
-            f"SELECT {q}trade_no{q} FROM {writer.status_sql} WHERE {q}merchant_no{q} = {mark} "
-            f"AND ({q}state{q} IS NULL OR {q}state{q} NOT IN ({', '.join([mark] * len(finals))}))"
-        )
-        return [str(row[0]) for row in hook.get_records(sql, parameters=(merchant_no, *finals))]
+        writer = writer_for(hook, TableName.parse(self.table))
+        try:
+            return writer.non_final_trade_nos(merchant_no)
+        finally:
+            writer.close()
 
     # -- the asset state store ----------------------------------------------------------------------
 

@@ -141,6 +141,21 @@ class WarehouseWriter(WriterBase, ABC):
 
         return self._run("reading terminal trades", work)
 
+    def non_final_trade_nos(self, merchant_no: str) -> list[str]:
+        """Return the merchant's trade numbers the table holds in a state that is not final."""
+        state = self._col("state")
+        sql = (
+            f"SELECT {self._col('trade_no')} FROM {self.status_sql} "
+            f"WHERE {self._col('merchant_no')} = {self.placeholder} "
+            f"AND ({state} IS NULL OR NOT {self._final_state()})"
+        )
+
+        def work(cur: Any) -> list[str]:
+            cur.execute(sql, (merchant_no,))
+            return [str(row[0]) for row in cur.fetchall()]
+
+        return self._run("reading non-final trades", work)
+
     def _final_state(self, alias: str = "") -> str:
         return f"{self._col('state', alias)} IN ({FINAL_LIST})"
 

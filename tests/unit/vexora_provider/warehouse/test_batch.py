@@ -53,6 +53,18 @@ class TestWarehouseWriter:
         assert (outcome.loaded, dict(outcome.by_state)) == (3, {"pending": 3})
         assert (outcome.failed, outcome.superseded) == (["N1"], 1)  # T000000 is final: not recorded
 
+    def test_non_final_lookup(self, tmp_path: Path) -> None:
+        writer = sqlite_writer(tmp_path / "w.db")
+        rows = [
+            *rows_for(3, "success", 0, writer),
+            *rows_for(2, "pending", 3, writer),
+            *rows_for(1, "unknown", 5, writer),
+            *rows_for(1, "failed", 6, writer),
+        ]
+        writer.write_batch(rows, [], batch=1)
+        assert sorted(writer.non_final_trade_nos(MERCHANT)) == ["T000003", "T000004", "T000005"]
+        assert writer.non_final_trade_nos("other-merchant") == []
+
     def test_terminal_lookup_clears_their_stale_error_rows(self, tmp_path: Path) -> None:
         writer = sqlite_writer(tmp_path / "w.db")
         writer.write_batch(
