@@ -87,6 +87,9 @@ class WarehouseWriter(WriterBase, ABC):
 
     #: Sweep obsolete error rows after each commit (not needed where writers are serialised).
     sweeps_errors: ClassVar[bool] = True
+    #: Look whether the errors table holds any row before deleting by key (``LIMIT`` is not
+    #: portable SQL, so only the dialects that have it look); usually it holds none.
+    probes_errors: ClassVar[bool] = False
 
     # -- the dialect's statements ----------------------------------------------------------------
     @abstractmethod
@@ -99,7 +102,10 @@ class WarehouseWriter(WriterBase, ABC):
 
     def _errors_exist(self, cur: Any) -> bool:
         """Whether the errors table may hold rows (a cheap look lets some dialects skip deletes)."""
-        return True
+        if not self.probes_errors:
+            return True
+        cur.execute(f"SELECT 1 FROM {self.errors_sql} LIMIT 1")
+        return bool(cur.fetchall())
 
     def _clear_errors(self, cur: Any, keys: Sequence[Key]) -> None:
         """Delete error rows of ``keys`` that the status table makes obsolete."""

@@ -52,6 +52,7 @@ class MySqlWriter(NaiveUtcTimes, WarehouseWriter):
 
     dialect = "mysql"
     quote = "`"
+    probes_errors = True
     types = ColumnTypes(
         # Binary collation: MySQL's default one is case-insensitive, which would merge "ab" and "AB".
         text_key="VARCHAR(255) COLLATE utf8mb4_bin",
@@ -130,10 +131,6 @@ class MySqlWriter(NaiveUtcTimes, WarehouseWriter):
             success_time=success_time,
             fetched_at=naive_utc(row.fetched_at),
         )
-
-    def _errors_exist(self, cur: Any) -> bool:
-        cur.execute(f"SELECT 1 FROM {self.errors_sql} LIMIT 1")
-        return bool(cur.fetchall())
 
     def _upsert_statuses(self, cur: Any, rows: list[StatusRow]) -> list[Reversal]:
         if not self._collects_reversals:

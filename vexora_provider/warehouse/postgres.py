@@ -78,6 +78,7 @@ class PostgresWriter(WarehouseWriter):
     amount_column = POSTGRES_NUMERIC
     unconstrained_numeric = POSTGRES_NUMERIC
     nul_refused_by = "PostgreSQL"
+    probes_errors = True
     legacy_amount_type = "numeric"
     stage = "_vexora_stage"
 
@@ -153,11 +154,6 @@ class PostgresWriter(WarehouseWriter):
         self._reversals = []
         cur.execute(self._upsert)
         return self._reversals
-
-    def _errors_exist(self, cur: Any) -> bool:
-        # One cheap look spares the keyed deletes in the usual case (nothing failed before).
-        cur.execute(f"SELECT 1 FROM {self.errors_sql} LIMIT 1")
-        return bool(cur.fetchall())
 
     def _clear_errors(self, cur: Any, keys: Sequence[Key]) -> None:
         obsolete = superseded_error_sql('c."state"', 'c."fetched_at"', 'e."failed_at"')

@@ -59,6 +59,8 @@ class SqliteWriter(WarehouseWriter):
     amount_column = EXACT_TEXT
     unconstrained_numeric = EXACT_TEXT
     sweeps_errors = False
+    # BEGIN IMMEDIATE holds the write lock, so "no error rows" stays true until COMMIT.
+    probes_errors = True
     busy_timeout_ms = 60_000
 
     def __init__(self, hook: DbApiHook, table: TableName) -> None:
@@ -117,12 +119,6 @@ class SqliteWriter(WarehouseWriter):
 
     def adapt_error(self, row: ErrorRow) -> ErrorRow:
         return row._replace(failed_at=_iso(row.failed_at))
-
-    def _errors_exist(self, cur: Any) -> bool:
-        # BEGIN IMMEDIATE holds the write lock, so "no error rows" stays true until COMMIT: the
-        # usual case (nothing failed before) then skips the keyed deletes.
-        cur.execute(f"SELECT 1 FROM {self.errors_sql} LIMIT 1")
-        return cur.fetchone() is not None
 
     def _upsert_statuses(self, cur: Any, rows: list[StatusRow]) -> list[Reversal]:
         self._reversals = []

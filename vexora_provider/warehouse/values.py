@@ -162,7 +162,19 @@ def check_time(field: str, value: datetime | None, low: datetime, high: datetime
 
 
 _FLOAT_TYPES = frozenset({"double precision", "double", "real", "float", "float4", "float8", "binary_double"})
-_INTEGER_TYPES = frozenset({"integer", "int", "bigint", "smallint", "tinyint", "mediumint", "int4", "int8"})
+# Decimal digits every value of a signed integer type holds (INT's 2,147,483,647 holds any
+# 9-digit number, not every 10-digit one): past them a server outside strict mode would clamp.
+_INTEGER_DIGITS = {
+    "tinyint": 2,
+    "smallint": 4,
+    "int2": 4,
+    "mediumint": 6,
+    "integer": 9,
+    "int": 9,
+    "int4": 9,
+    "bigint": 18,
+    "int8": 18,
+}
 _TEXT_MARKERS = ("char", "text", "clob", "string")
 
 
@@ -182,8 +194,8 @@ def amount_column_for(
         return decimal_column(precision, scale or 0, kind.upper())
     if kind in _FLOAT_TYPES:
         return AmountColumn(kind.upper(), binary_float=True)
-    if kind in _INTEGER_TYPES:
-        return AmountColumn(kind.upper(), integer_digits=18, scale=0)
+    if kind in _INTEGER_DIGITS:
+        return AmountColumn(kind.upper(), integer_digits=_INTEGER_DIGITS[kind], scale=0)
     if any(marker in kind for marker in _TEXT_MARKERS):
         return EXACT_TEXT
     return None

@@ -90,6 +90,26 @@ class TestAmountColumn:
         assert column is not None
         assert column.label == label
 
+    @pytest.mark.parametrize(
+        ("kind", "fits", "too_big"),
+        [
+            ("tinyint", "99", "100"),
+            ("smallint", "9999", "10000"),
+            ("mediumint", "999999", "1000000"),
+            ("integer", "999999999", "1000000000"),
+            ("int", "999999999", "1000000000"),
+            ("bigint", "999999999999999999", "1000000000000000000"),
+        ],
+    )
+    def test_integer_columns_hold_only_what_every_value_of_the_type_fits(
+        self, kind: str, fits: str, too_big: str
+    ) -> None:
+        column = amount_column_for(kind, None, None, POSTGRES_NUMERIC)
+        assert column is not None
+        column.check("amount", Decimal(fits))
+        with pytest.raises(UnstorableValueError, match="amount"):
+            column.check("amount", Decimal(too_big))
+
     def test_unknown_types_keep_the_default(self) -> None:
         assert amount_column_for("money", None, None, POSTGRES_NUMERIC) is None
 
