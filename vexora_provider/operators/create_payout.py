@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -34,7 +34,7 @@ from vexora_provider.policy import (
 )
 from vexora_provider.retry_policy import VEXORA_RETRY_POLICY
 from vexora_provider.sensors.payout_status import DEFERRAL_GRACE
-from vexora_provider.triggers.payout_status import PayoutStatusTrigger, validate_event
+from vexora_provider.triggers.payout_status import PayoutStatusTrigger, event_verdict
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -51,7 +51,6 @@ NEW_KEY_HINT = (
 )
 
 XCom = dict[str, str | bool | None]
-Outcome = Literal["success", "failed", "error"]
 
 
 def derive_trade_no(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
@@ -364,17 +363,9 @@ class CreatePayoutOperator(BaseOperator):
     ) -> XCom:
         """Resume after the trigger fired: return the payout on success, raise on anything else."""
         self._created = created
-        try:
-            event = validate_event(event)
-        except ValueError as error:
-            raise AirflowException(f"PayoutStatusTrigger sent an invalid event: {error}") from None
-        status, message = event["status"], event["message"]
+        status, verdict = event_verdict(event)
         if status == "timeout":
-            raise AirflowFailException(f"payout not final in time: {message}; the payout goes on")
-        if status == "error" and event.get("error_type") == "VexoraAuthError":
-            raise VexoraAuthError(message, code="8000")
-        outcome: Outcome = "failed" if status == "failed" else "success" if status == "success" else "error"
-        verdict = Verdict(outcome, message, event["statuses"], retryable=bool(event.get("retryable", True)))
+            raise AirflowFailException(f"payout not final in time: {verdict.message}; the payout goes on")
         return self._conclude(verdict, created)
 
 

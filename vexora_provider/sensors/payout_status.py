@@ -34,7 +34,7 @@ from vexora_provider.trade_nos import (
     coerce_trade_nos,
     refuse_literal_mistakes,
 )
-from vexora_provider.triggers.payout_status import PayoutStatusTrigger, validate_event
+from vexora_provider.triggers.payout_status import PayoutStatusTrigger, event_verdict
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -293,18 +293,14 @@ class PayoutStatusSensor(LiteralTradeNosRendering, BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: return the statuses on success, raise on anything else."""
-        try:
-            event = validate_event(event)
-        except ValueError as error:
-            raise AirflowException(f"PayoutStatusTrigger sent an invalid event: {error}") from None
-        status, message = event["status"], event["message"]
-        if status == "success":
-            self.log.info("Payouts final: %s", message)
-            return self._xcom(event["statuses"])
+        status, verdict = event_verdict(event)
         if status == "timeout":
-            raise AirflowSensorTimeout(f"Sensor has timed out: {message}")
-        if status == "error" and event.get("error_type") == "VexoraAuthError":
-            raise VexoraAuthError(message, code="8000")
-        if status == "failed" or not event.get("retryable", True):
-            raise AirflowFailException(message)
-        raise AirflowException(message)
+            raise AirflowSensorTimeout(f"Sensor has timed out: {verdict.message}")
+        if verdict.outcome == "success":
+            self.log.info("Payouts final: %s", verdict.message)
+            return self._xcom(verdict.statuses)
+        if verdict.cause is not None:
+            raise verdict.cause
+        if verdict.outcome == "failed" or not verdict.retryable:
+            raise AirflowFailException(verdict.message)
+        raise AirflowException(verdict.message)

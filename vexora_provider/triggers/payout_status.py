@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from vexora_provider.exceptions import VexoraAuthError, VexoraError
@@ -16,13 +17,15 @@ from vexora_provider.models import PayoutQueryError, PayoutStatus
 from vexora_provider.policy import (
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
     DEFAULT_SUCCESS_STATES,
+    Outcome,
     PayoutWatch,
     SuccessPolicy,
+    Verdict,
     next_poll_delay,
 )
 from vexora_provider.trade_nos import coerce_trade_nos
 
-__all__ = ["TRIGGER_EVENT_STATUSES", "PayoutStatusTrigger", "validate_event"]
+__all__ = ["TRIGGER_EVENT_STATUSES", "PayoutStatusTrigger", "event_verdict", "validate_event"]
 
 #: The closed vocabulary of ``event["status"]``; anything else is a bug and is refused.
 TRIGGER_EVENT_STATUSES = frozenset({"success", "failed", "error", "timeout"})
@@ -47,6 +50,29 @@ def validate_event(event: object) -> dict[str, Any]:
     if not isinstance(event.get("message"), str) or not isinstance(event.get("statuses"), list):
         raise ValueError(f"trigger event {status!r} lacks its message or statuses")
     return event
+
+
+def event_verdict(event: object) -> tuple[str, Verdict]:
+    """
+    Return a resumed task's event status and the :class:`Verdict` the event carries.
+
+    The cause of refused credentials is restored as a :class:`VexoraAuthError`, so the task
+    raises the same typed error as in poke mode.
+
+    :param event: the payload the task was resumed with.
+    :raises AirflowException: the event is not one this trigger sends.
+    """
+    try:
+        checked = validate_event(event)
+    except ValueError as error:
+        raise AirflowException(f"PayoutStatusTrigger sent an invalid event: {error}") from None
+    status, message = checked["status"], checked["message"]
+    cause = VexoraAuthError(message, code="8000") if checked.get("error_type") == "VexoraAuthError" else None
+    outcome: Outcome = "success" if status == "success" else "failed" if status == "failed" else "error"
+    verdict = Verdict(
+        outcome, message, checked["statuses"], retryable=bool(checked.get("retryable", True)), cause=cause
+    )
+    return status, verdict
 
 
 class PayoutStatusTrigger(BaseTrigger):
