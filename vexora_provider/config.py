@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from vexora_provider._tls import ssl_context
 from vexora_provider._urls import ProxyURL, StorageURL, base_url_from_fields, parse_proxy, parse_storage
 from vexora_provider.exceptions import VexoraConfigError
 from vexora_provider.models import StatusMap
@@ -226,7 +227,7 @@ def _ca_bundle(path: str | None) -> str | None:
     if path is None:
         return None
     try:
-        ssl.create_default_context(cafile=path)
+        ssl_context(verify=True, cafile=path, capath=None)  # the context the hook will use, cached
     except FileNotFoundError:
         raise VexoraConfigError(
             f"extra ca_bundle: no file at {path!r}; give the path of a PEM file"

@@ -12,11 +12,9 @@ import ssl
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from urllib.parse import urlsplit
 
-import certifi
-
+from vexora_provider._tls import ssl_context
 from vexora_provider._urls import ProxyURL, parse_proxy
 from vexora_provider.config import VexoraConfig
 from vexora_provider.exceptions import VexoraConfigError
@@ -88,20 +86,3 @@ def network_for(config: VexoraConfig, environ: Mapping[str, str] | None = None) 
             f"({type(err).__name__}); fix or unset them, or set the extra ca_bundle"
         ) from None
     return Network(proxy=proxy, proxy_source=source, ssl=context)
-
-
-@lru_cache(maxsize=8)
-def ssl_context(*, verify: bool, cafile: str | None, capath: str | None) -> ssl.SSLContext:
-    """
-    Return the TLS context: ``cafile``/``capath`` when given, else certifi's CA bundle.
-
-    Cached: loading a CA bundle takes milliseconds, and one context serves any number of clients.
-    """
-    if not verify:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if cafile is None and capath is None:
-        cafile = certifi.where()
-    return ssl.create_default_context(cafile=cafile, capath=capath)
