@@ -367,7 +367,12 @@ class TestCreatePayoutKilledOnRealAirflow:
         )
         assert rendered
         assert any("accountNo" in str(r[0]) for r in rendered)  # the check looks at real rendered fields
-        assert not [r for r in rendered if SECRET in str(r[0])]
-        assert not airflow.query("select 1 from xcom where cast(value as text) like ?", f"%{SECRET}%")
+        # Say where the secret leaked, never what it is: a failing ``assert SECRET not in text``
+        # (or a failing assert on a call that takes the secret) prints it.
+        leaked = sum(SECRET in str(r[0]) for r in rendered)
+        assert not leaked, f"the app secret is in {leaked} rendered-fields row(s)"
+        leaked = len(airflow.query("select 1 from xcom where cast(value as text) like ?", f"%{SECRET}%"))
+        assert not leaked, f"the app secret is in {leaked} XCom row(s)"
         for database in airflow.home.glob("airflow.db*"):
-            assert SECRET.encode() not in database.read_bytes(), database.name
+            leaked = SECRET.encode() in database.read_bytes()
+            assert not leaked, f"the app secret is in {database.name}"

@@ -123,7 +123,7 @@ class TestSensorGatedRun:
     ) -> None:
         sim = vexora_simulator_server.sim
         sim.add_payout("GATE-1", "success", pending_polls=0, amount="120.50")
-        sim.add_payout("GATE-2", "0042", pending_polls=0)  # undocumented code: the sensor fails
+        sim.add_payout("GATE-2", "0042", pending_polls=0, amount="75.25")  # undocumented: the sensor fails
         warehouse = tmp_path / "warehouse.db"
         with sqlite3.connect(warehouse) as db:
             db.execute("CREATE TABLE payouts (trade_no TEXT PRIMARY KEY, batch_id TEXT)")
@@ -152,7 +152,7 @@ class TestSensorGatedRun:
             rows = db.execute(
                 "SELECT trade_no, state, status_code, amount FROM vexora_payout_status ORDER BY trade_no"
             ).fetchall()
-        assert rows == [("GATE-1", "success", "0000", "120.50"), ("GATE-2", "unknown", "0042", rows[1][3])]
+        assert rows == [("GATE-1", "success", "0000", "120.50"), ("GATE-2", "unknown", "0042", "75.25")]
 
 
 @pytest.mark.integration

@@ -8,7 +8,6 @@ dependency where the MariaDB client headers are present (``.ci/run`` installs th
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 from tests.integration.operator_support import (
     drop_tables,
     dsn_connection,
+    require_mysql_provider,
     run_sync,
     select,
     simulator,
@@ -31,22 +31,9 @@ from vexora_provider import warehouse
 pytestmark = pytest.mark.integration
 
 
-def _mysql_provider() -> None:
-    try:
-        import airflow.providers.mysql.hooks.mysql  # noqa: F401
-    except ImportError as exc:
-        message = (
-            f"Airflow's MySQL provider is not installed ({exc}): install libmariadb-dev and "
-            "pkg-config, then `make clean venv`"
-        )
-        if os.environ.get("VEXORA_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture(params=["mysqlclient", "mysql-connector-python"])
 def maria(mysql_dsn: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    _mysql_provider()
+    require_mysql_provider()
     monkeypatch.setenv("AIRFLOW_CONN_WH_MARIA", dsn_connection(mysql_dsn, "mysql", client=request.param))
     table = unique_table()
     yield table

@@ -15,16 +15,18 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
+import redis
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from tests.integration.airflow_support import free_port
 from vexora_provider.config import VexoraConfig
 from vexora_provider.exceptions import Permanence, VexoraBudgetError
-from vexora_provider.hooks._budget import BudgetPlan
-from vexora_provider.hooks._budget_redis import async_budget, sync_budget
+from vexora_provider.hooks import _retry
+from vexora_provider.hooks._budget import HIT, RESET, AwaitRelease, BudgetPlan, Op, Script, Sleep
+from vexora_provider.hooks._budget_redis import AsyncStore, SyncStore, async_budget, sync_budget
 from vexora_provider.hooks.vexora import VexoraHook
 from vexora_provider.models import PayoutStatus
 from vexora_provider.sensors.payout_status import PayoutStatusSensor
@@ -112,25 +114,59 @@ class TestAcrossProcesses:
         assert 1 < stats["in_flight_peak"] <= 4
 
 
+@dataclasses.dataclass
+class Performed:
+    """One storage operation a budget store carried out: which store (client), what, its result."""
+
+    store: int
+    op: Op
+    result: object
+
+
+@pytest.fixture
+def performed(monkeypatch: pytest.MonkeyPatch) -> list[Performed]:
+    """Every operation the sync and async budget stores perform, in the order they complete."""
+    log: list[Performed] = []
+    lock = threading.Lock()
+    sync_perform, async_perform = SyncStore.perform, AsyncStore.perform
+
+    def record(store: object, op: Op, result: object) -> object:
+        with lock:
+            log.append(Performed(id(store), op, result))
+        return result
+
+    def perform(store: SyncStore, plan: BudgetPlan, op: Op) -> object:
+        return record(store, op, sync_perform(store, plan, op))
+
+    async def aperform(store: AsyncStore, plan: BudgetPlan, op: Op) -> object:
+        return record(store, op, await async_perform(store, plan, op))
+
+    monkeypatch.setattr(SyncStore, "perform", perform)
+    monkeypatch.setattr(AsyncStore, "perform", aperform)
+    return log
+
+
+def scripts(log: list[Performed], name: str) -> list[Performed]:
+    return [p for p in log if isinstance(p.op, Script) and p.op.name == name]
+
+
 class TestSharedRate:
-    def test_clients_share_one_window(self, served: SimulatorServer, redis_url: str) -> None:
+    def test_clients_share_one_window(
+        self, served: SimulatorServer, redis_url: str, performed: list[Performed]
+    ) -> None:
         plan = plan_of(served, redis_url, requests_per_second=10)
-        granted: list[float] = []
-        lock = threading.Lock()
+        assert plan.rate == (10, 1)
+        granted: list[object] = []  # list.append is atomic: no lock needed
 
         async def take_async(n: int) -> None:
             async with async_budget(plan) as budget:
                 for _ in range(n):
-                    await budget.acquire()
-                    with lock:
-                        granted.append(time.time())
+                    granted.append(await budget.acquire())
 
         def take_sync(n: int) -> None:
             budget = sync_budget(plan)
             for _ in range(n):
-                budget.acquire()
-                with lock:
-                    granted.append(time.time())
+                granted.append(budget.acquire())
 
         # Two event loops (two Redis clients) and the sync client: three users of one budget.
         threads = [
@@ -142,27 +178,59 @@ class TestSharedRate:
             thread.start()
         for thread in threads:
             thread.join(60)
-        granted.sort()
+        assert not any(thread.is_alive() for thread in threads), "a client never got its 12 grants"
         assert len(granted) == 36
-        # Any 11 grants in a row span at least the 1 s window (minus a little scheduling slack).
-        tightest = min(later - first for first, later in zip(granted, granted[10:], strict=False))
-        assert tightest >= 0.9
+        hits = [p for p in performed if p.op is HIT]
+        assert len({p.store for p in hits}) == 3  # three clients, each with its own Redis client
+        assert [p.result for p in hits].count(True) == 36  # each grant took one entry of the window
+        # The window has room for 10: after at most 10 grants, across all three clients, the next
+        # is refused. Were the window each client's own, none would be refused before its 11th.
+        refused = [i for i, p in enumerate(hits) if p.result is False]
+        assert refused, "the window never refused a request: nothing limits the rate"
+        assert [p.result for p in hits[: refused[0]]].count(True) <= 10
+        own_grants_when_refused = [
+            sum(1 for h in hits[:i] if h.store == hits[i].store and h.result is True) for i in refused
+        ]
+        assert min(own_grants_when_refused) < 10, "no client was refused for another client's grants"
+        # A refused client asks the window when it frees an entry and sleeps until then (≤ 1 s).
+        for i, p in enumerate(performed):
+            if p.op is HIT and p.result is False:
+                after = next(q for q in performed[i + 1 :] if q.store == p.store)
+                assert after.op is RESET
+        sleeps = [p.op.seconds for p in performed if isinstance(p.op, Sleep)]
+        assert sleeps, "no client waited for the window"
+        assert all(0 < seconds <= 1.0 for seconds in sleeps)
 
 
 class TestLeases:
     def test_a_killed_holder_frees_its_slots_when_the_leases_expire(
-        self, served: SimulatorServer, redis_url: str
+        self, served: SimulatorServer, redis_url: str, performed: list[Performed]
     ) -> None:
-        plan = dataclasses.replace(plan_of(served, redis_url, max_in_flight=2), lease_ms=600)
+        plan = dataclasses.replace(plan_of(served, redis_url, max_in_flight=2), lease_ms=1500)
+        storage = redis.Redis.from_url(redis_url, decode_responses=True)
+        leases = plan.keys[0]
         budget = sync_budget(plan)
         held = [budget.acquire(), budget.acquire()]  # never given back, as by a killed task
         assert all(held)
-        started = time.monotonic()
+        dead = {lease._lease_id for lease in held if lease is not None}
+        assert set(storage.zrange(leases, 0, -1)) == dead  # both slots taken
+        performed.clear()
         lease = budget.acquire()
-        waited = time.monotonic() - started
         assert lease is not None
-        assert waited >= 0.4  # not before the dead holder's leases ran out
+        # Refused while the dead holder's leases lived, woken by no give-back, then given a slot.
+        tries = [p.result for p in scripts(performed, "acquire")]
+        assert tries[-1] == 1
+        assert len(tries) >= 2, tries
+        assert set(tries[:-1]) == {0}, tries
+        waits = [p for p in performed if isinstance(p.op, AwaitRelease)]
+        assert waits
+        assert all(p.result is None for p in waits)  # nobody gave a slot back
+        assert not scripts(performed, "release")
+        # The expired leases are gone from Redis; the new one holds the only slot taken.
+        assert all(storage.zscore(leases, lease_id) is None for lease_id in dead)
+        assert storage.zrange(leases, 0, -1) == [lease._lease_id]
         lease.release()
+        assert storage.zcard(leases) == 0
 
     def test_a_slot_given_back_wakes_a_waiter(self, served: SimulatorServer, redis_url: str) -> None:
         plan = plan_of(served, redis_url, max_in_flight=1)
@@ -188,19 +256,47 @@ class TestLeases:
 
         assert asyncio.run(main()) == ["release", "second"]
 
-    def test_a_429_pauses_every_client(self, served: SimulatorServer, redis_url: str) -> None:
+    def test_a_429_pauses_every_client(
+        self,
+        served: SimulatorServer,
+        redis_url: str,
+        performed: list[Performed],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
         plan = plan_of(served, redis_url, max_in_flight=4)
-        sync_budget(plan).pause(0.6)
+        storage = redis.Redis.from_url(redis_url)
+        sync_budget(plan).pause(60)  # long enough that the other client surely finds it
+        assert 0 < storage.pttl(plan.keys[1]) <= 60_000
+        slept: list[float] = []
 
-        async def main() -> float:
+        async def the_pause_runs_out(seconds: float) -> None:  # a virtual clock: no real wait
+            slept.append(seconds)
+            storage.delete(plan.keys[1])
+
+        monkeypatch.setattr(_retry, "asleep", the_pause_runs_out)
+
+        async def main() -> None:
             async with async_budget(plan) as budget:
-                started = time.monotonic()
                 lease = await budget.acquire()
                 assert lease is not None
                 await lease.release()
-                return time.monotonic() - started
 
-        assert asyncio.run(main()) >= 0.4
+        asyncio.run(main())
+        (paused,) = scripts(performed, "pause")
+        tries = [p for p in scripts(performed, "acquire") if p.store != paused.store]
+        assert tries, "the other client never asked for a slot"
+        # The other client was told the merchant is paused, slept what was left of the pause, and
+        # got its slot only after that.
+        results = [p.result for p in tries]
+        assert results[-1] == 1
+        assert len(results) >= 2, results
+        assert all(int(cast("int", r)) < 0 for r in results[:-1]), results
+        (seconds,) = slept
+        assert 0 < seconds <= 60
+        (sleep,) = [p for p in performed if isinstance(p.op, Sleep)]
+        assert isinstance(sleep.op, Sleep)
+        assert sleep.op.seconds == seconds == -int(cast("int", results[-2])) / 1000
+        assert performed.index(tries[-2]) < performed.index(sleep) < performed.index(tries[-1])
 
 
 class TestConnectionTest:
@@ -220,7 +316,8 @@ class TestConnectionTest:
         assert not ok
         assert message.startswith("VexoraBudgetError: ")
         assert "budget_storage" in message
-        assert "hunter2" not in message
+        leaked = "hunter2" in message  # never ``assert password not in``: it prints the password
+        assert not leaked, "the storage password is in the check's message"
         assert served.sim.stats()["total"] == 0
 
 
@@ -236,7 +333,8 @@ class TestStorageUnreachable:
         message = str(error)
         assert "budget_storage" in message
         assert "127.0.0.1" in message
-        assert "hunter2" not in message
+        leaked = "hunter2" in message  # never ``assert password not in``: it prints the password
+        assert not leaked, "the storage password is in the error"
         assert error.permanence is Permanence.CONNECTION
         assert error.task_retryable  # an outage: the task's next try may find the storage back
         assert served.sim.stats()["total"] == 0  # never unlimited: nothing was sent
@@ -270,7 +368,8 @@ class TestStorageUnreachable:
         assert event["status"] == "error"
         assert event["retryable"] is True  # the sensor fails the try, and Airflow retries it
         assert "budget_storage" in event["message"]
-        assert "hunter2" not in event["message"]
+        leaked = "hunter2" in event["message"]  # never ``assert password not in``: it prints it
+        assert not leaked, "the storage password is in the trigger's error event"
 
     def test_poke_mode_sensor_fails_the_try_and_keeps_its_retries(
         self, served: SimulatorServer, dead_storage: str
@@ -291,7 +390,8 @@ class TestStorageUnreachable:
         served.sim.add_payout("T1", "success")
         with pytest.raises(VexoraBudgetError) as raised:
             VexoraHook().get_payout_status("T1")
-        assert "not-the-password" not in str(raised.value)
+        leaked = "not-the-password" in str(raised.value)  # never ``assert password not in``
+        assert not leaked, "the refused password is in the error"
         assert "budget_storage" in str(raised.value)
         assert not raised.value.task_retryable  # a person must fix the password
         assert served.sim.stats()["total"] == 0

@@ -491,12 +491,25 @@ class TestRetries:
 
     @pytest.mark.parametrize("header", ["-4", "0", "soon", "Wed, 21 Oct 2015 07:28:00 GMT", "nan"])
     def test_unusable_retry_after_means_normal_backoff(
-        self, hook: VexoraHook, gateway: ScriptedGateway, clock: FakeClock, header: str
+        self,
+        hook: VexoraHook,
+        gateway: ScriptedGateway,
+        clock: FakeClock,
+        header: str,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
+        draws: list[tuple[float, float]] = []
+
+        def highest(low: float, high: float) -> float:  # the jitter's draw, at its upper bound
+            draws.append((low, high))
+            return high
+
+        monkeypatch.setattr(_retry, "uniform", highest)
         gateway.script["T1"] = [httpx.Response(503, headers={"Retry-After": header})]
         hook.get_payout_status("T1")
-        (waited,) = clock.sleeps
-        assert 0 <= waited <= _retry.BACKOFF_BASE  # jittered backoff, never "retry at once" by rule
+        # The 1st retry's jittered backoff, never "retry at once" (or the header's value) by rule.
+        assert draws == [(0.0, _retry.BACKOFF_BASE)]
+        assert clock.sleeps == [_retry.BACKOFF_BASE]
 
     def test_retry_after_has_a_session_budget(
         self,

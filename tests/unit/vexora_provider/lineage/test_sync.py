@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowException
 from openlineage.client.serde import Serde
 
 from tests.unit.vexora_provider.operators._fakes import MERCHANT, FakeConfig, FakeHook, failure
@@ -83,7 +84,7 @@ class TestSyncLineage:
     def test_failure_reports_what_was_committed(self, warehouse: Path) -> None:
         answers = {f"F{i}": failure(f"F{i}") for i in range(4)}
         op = make(FakeHook(answers), trade_nos=["T1", *answers])  # max_failed_ratio 0: fails after loading
-        with pytest.raises(Exception, match="4 of 5 payout status lookups failed"):
+        with pytest.raises(AirflowException, match="4 of 5 payout status lookups failed"):
             op.execute({})
         lineage = as_json(op.get_openlineage_facets_on_failure(None))
         status, errors = lineage["outputs"]

@@ -10,7 +10,6 @@ import asyncio
 import json
 import sqlite3
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -352,27 +351,40 @@ class TestPayoutSettledTrigger:
         table.put("T1", "pending")
         trigger = make(MemoryStore())
         read: Callable[[str], list[str]] = trigger.non_final_trade_nos
-        ticks = 0
+        loop_thread = threading.current_thread()
+        reading, loop_ran = threading.Event(), threading.Event()
+        # Per read: (off the loop's thread, the loop ran while it blocked). Recorded, not asserted
+        # in the read: the trigger's error handling would swallow an assertion raised there.
+        reads: list[tuple[bool, bool]] = []
 
-        def slow_read(merchant_no: str) -> list[str]:
-            assert threading.current_thread() is not threading.main_thread()
-            time.sleep(0.3)  # a slow warehouse
+        def blocking_read(merchant_no: str) -> list[str]:
+            off_the_loop = threading.current_thread() is not loop_thread
+            reading.set()
+            # A handshake, not a timer: only the event loop sets loop_ran, so were this read on
+            # the loop's thread, the loop could not run and the wait would give up (False).
+            reads.append((off_the_loop, loop_ran.wait(5)))
             return read(merchant_no)
 
-        async def heartbeat() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
+        async def on_the_loop() -> None:
+            while not reading.is_set():
+                await asyncio.sleep(0.001)
+            loop_ran.set()
 
-        monkeypatch.setattr(trigger, "non_final_trade_nos", slow_read)
-        beating = asyncio.create_task(heartbeat())
+        monkeypatch.setattr(trigger, "non_final_trade_nos", blocking_read)
+        helper = asyncio.create_task(on_the_loop())
         events: AsyncIterator[Any] = trigger.run()
-        first = await asyncio.wait_for(anext(events), timeout=10)
-        beating.cancel()
-        await events.aclose()  # type: ignore[attr-defined]
+        try:
+            first = await asyncio.wait_for(anext(events), timeout=30)
+        except TimeoutError:
+            first = None
+        finally:
+            helper.cancel()
+            await events.aclose()  # type: ignore[attr-defined]
+        assert reads, "the trigger never read the status table"
+        assert reads[0] == (True, True), "(read off the loop's thread, loop ran while the read blocked)"
+        assert set(reads) == {(True, True)}  # every later read, too
+        assert first is not None, "the trigger announced nothing"
         assert first.payload["trade_no"] == "T1"
-        assert ticks >= 10  # the loop kept running while the table was read
 
 
 class TestPollMemory:
